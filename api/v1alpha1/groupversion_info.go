@@ -1,0 +1,22 @@
+// Package v1alpha1 contains the API types of the twilio.loquent.io group:
+// TwilioAccount (a Twilio account whose numbers this cluster may route) and
+// TwilioPhoneNumber (one number's desired inbound voice routing).
+// +kubebuilder:object:generate=true
+// +groupName=twilio.loquent.io
+package v1alpha1
+
+import (
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/scheme"
+)
+
+var (
+	// GroupVersion is the group and version of these types.
+	GroupVersion = schema.GroupVersion{Group: "twilio.loquent.io", Version: "v1alpha1"}
+
+	// SchemeBuilder registers these types with a runtime.Scheme.
+	SchemeBuilder = &scheme.Builder{GroupVersion: GroupVersion}
+
+	// AddToScheme adds these types to a runtime.Scheme.
+	AddToScheme = SchemeBuilder.AddToScheme
+)

@@ -1,0 +1,106 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// SecretReference names a Secret in the same namespace.
+type SecretReference struct {
+	// Name of the Secret.
+	// +kubebuilder:validation:MinLength=1
+	Name string `json:"name"`
+}
+
+// TwilioAccountSpec identifies a Twilio account (or subaccount) and how to reach its API.
+type TwilioAccountSpec struct {
+	// AccountSID is the Twilio account SID (AC followed by 32 hex digits).
+	// +kubebuilder:validation:Pattern=`^AC[0-9a-fA-F]{32}$`
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="accountSid is immutable; create a new TwilioAccount instead"
+	AccountSID string `json:"accountSid"`
+
+	// CredentialsSecretRef names a Secret in this namespace with the key
+	// authToken (always needed: Twilio signs webhooks with it) and optionally
+	// apiKeySid and apiKeySecret, which are then used for REST calls instead.
+	CredentialsSecretRef SecretReference `json:"credentialsSecretRef"`
+
+	// APIURL overrides Twilio's REST base URL (https://api.twilio.com), for an
+	// emulator or an egress proxy.
+	// +kubebuilder:validation:Pattern=`^https?://[^/?#]+/?$`
+	// +optional
+	APIURL string `json:"apiURL,omitempty"`
+
+	// Edge is the Twilio edge location for REST calls (for example ashburn).
+	// +kubebuilder:validation:Pattern=`^[a-z0-9-]+$`
+	// +optional
+	Edge string `json:"edge,omitempty"`
+
+	// Region is the Twilio region for REST calls (for example us1, ie1).
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]+$`
+	// +optional
+	Region string `json:"region,omitempty"`
+
+	// MaxConcurrentRequests caps this account's in-flight REST requests from
+	// this operator. Twilio limits concurrency per account and answers 429 above it.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	// +kubebuilder:default=10
+	// +optional
+	MaxConcurrentRequests int32 `json:"maxConcurrentRequests,omitempty"`
+}
+
+// TwilioAccountStatus is what the operator observed of the account.
+type TwilioAccountStatus struct {
+	// FriendlyName is the account's name in Twilio.
+	// +optional
+	FriendlyName string `json:"friendlyName,omitempty"`
+	// Type is the account type in Twilio (Trial or Full).
+	// +optional
+	Type string `json:"type,omitempty"`
+	// AccountStatus is the account's status in Twilio (active, suspended, closed).
+	// +optional
+	AccountStatus string `json:"accountStatus,omitempty"`
+	// NumbersInAccount counts the incoming phone numbers in the Twilio account.
+	// +optional
+	NumbersInAccount *int32 `json:"numbersInAccount,omitempty"`
+	// NumbersManaged counts TwilioPhoneNumbers in this namespace that reference this account.
+	// +optional
+	NumbersManaged int32 `json:"numbersManaged"`
+	// ObservedGeneration is the generation last reconciled.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// Conditions: Ready (credentials verified) and Synced (last API exchange succeeded).
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// TwilioAccount is a Twilio account (the seed's BYO account) whose numbers this cluster may route.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=twacct,categories=twilio
+// +kubebuilder:printcolumn:name="SID",type=string,JSONPath=`.spec.accountSid`
+// +kubebuilder:printcolumn:name="NAME IN TWILIO",type=string,JSONPath=`.status.friendlyName`
+// +kubebuilder:printcolumn:name="NUMBERS",type=integer,JSONPath=`.status.numbersInAccount`
+// +kubebuilder:printcolumn:name="MANAGED",type=integer,JSONPath=`.status.numbersManaged`
+// +kubebuilder:printcolumn:name="READY",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="AGE",type=date,JSONPath=`.metadata.creationTimestamp`
+type TwilioAccount struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   TwilioAccountSpec   `json:"spec"`
+	Status TwilioAccountStatus `json:"status,omitempty"`
+}
+
+// TwilioAccountList is a list of TwilioAccounts.
+// +kubebuilder:object:root=true
+type TwilioAccountList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []TwilioAccount `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&TwilioAccount{}, &TwilioAccountList{})
+}

@@ -1,0 +1,183 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// VoiceRouting says whether inbound calls to the number go to our webhook server.
+// +kubebuilder:validation:Enum=Enabled;Disabled
+type VoiceRouting string
+
+const (
+	// VoiceRoutingEnabled takes the number over: its Voice URL points at the webhook server.
+	VoiceRoutingEnabled VoiceRouting = "Enabled"
+	// VoiceRoutingDisabled hands the number back: its saved original routing is restored, the object stays.
+	VoiceRoutingDisabled VoiceRouting = "Disabled"
+)
+
+// DeletionPolicy says what deleting the object does to the number in Twilio.
+// +kubebuilder:validation:Enum=Restore;Orphan
+type DeletionPolicy string
+
+const (
+	// DeletionPolicyRestore restores the saved original routing before the object goes.
+	DeletionPolicyRestore DeletionPolicy = "Restore"
+	// DeletionPolicyOrphan leaves the number routed as it is.
+	DeletionPolicyOrphan DeletionPolicy = "Orphan"
+)
+
+// LocalObjectReference names an object in the same namespace.
+type LocalObjectReference struct {
+	// Name of the object.
+	// +kubebuilder:validation:MinLength=1
+	Name string `json:"name"`
+}
+
+// AgentSpec says where the webhook server sends a call's media stream.
+type AgentSpec struct {
+	// URL of the agent's WebSocket endpoint; it speaks Twilio's Media Streams protocol.
+	// +kubebuilder:validation:Pattern=`^wss?://[^/?#]+(/[^?#]*)?$`
+	URL string `json:"url"`
+}
+
+// RecordingSpec controls call recording.
+type RecordingSpec struct {
+	// Enabled records both tracks of each call in two channels. Consent rules
+	// differ by country; turn it off where callers have not agreed.
+	// +kubebuilder:default=true
+	// +optional
+	Enabled *bool `json:"enabled,omitempty"`
+}
+
+// TwilioPhoneNumberSpec is one number's desired inbound voice routing.
+type TwilioPhoneNumberSpec struct {
+	// AccountRef names the TwilioAccount, in this namespace, that owns the number. Immutable.
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="accountRef is immutable; delete this TwilioPhoneNumber (its original routing is restored) and create one that names the other account"
+	AccountRef LocalObjectReference `json:"accountRef"`
+
+	// PhoneNumber in E.164 form, for example +14155550100. Immutable.
+	// +kubebuilder:validation:Pattern=`^\+[1-9][0-9]{1,14}$`
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="phoneNumber is immutable; create a new TwilioPhoneNumber for another number"
+	PhoneNumber string `json:"phoneNumber"`
+
+	// VoiceRouting Enabled points the number's Voice URL at the webhook server,
+	// saving what it had; Disabled restores what was saved and keeps the object.
+	// +kubebuilder:default=Enabled
+	// +optional
+	VoiceRouting VoiceRouting `json:"voiceRouting,omitempty"`
+
+	// Agent is where this number's calls go.
+	// +optional
+	Agent *AgentSpec `json:"agent,omitempty"`
+
+	// Recording of this number's calls; on by default.
+	// +kubebuilder:default={enabled: true}
+	// +optional
+	Recording RecordingSpec `json:"recording,omitempty"`
+
+	// DeletionPolicy Restore (default) restores the saved routing when the
+	// object is deleted; Orphan leaves the number as it is.
+	// +kubebuilder:default=Restore
+	// +optional
+	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
+
+	// AllowTrunkDetach lets the operator detach the number from its Elastic SIP
+	// trunk to take it over (the trunk SID is saved and put back on restore).
+	// Without it a number on a trunk is left alone and reported.
+	// +optional
+	AllowTrunkDetach bool `json:"allowTrunkDetach,omitempty"`
+}
+
+// SavedRouting is a number's complete voice routing as Twilio had it before
+// the operator took it over; restore writes every field back, empty ones as
+// explicit empty values.
+type SavedRouting struct {
+	// +optional
+	VoiceURL string `json:"voiceUrl,omitempty"`
+	// +optional
+	VoiceMethod string `json:"voiceMethod,omitempty"`
+	// +optional
+	VoiceFallbackURL string `json:"voiceFallbackUrl,omitempty"`
+	// +optional
+	VoiceFallbackMethod string `json:"voiceFallbackMethod,omitempty"`
+	// +optional
+	StatusCallback string `json:"statusCallback,omitempty"`
+	// +optional
+	StatusCallbackMethod string `json:"statusCallbackMethod,omitempty"`
+	// +optional
+	VoiceApplicationSID string `json:"voiceApplicationSid,omitempty"`
+	// +optional
+	TrunkSID string `json:"trunkSid,omitempty"`
+}
+
+// TwilioPhoneNumberStatus is what the operator observed and saved.
+type TwilioPhoneNumberStatus struct {
+	// PhoneNumberSID is the number's IncomingPhoneNumber SID (PN…).
+	// +optional
+	PhoneNumberSID string `json:"phoneNumberSid,omitempty"`
+	// FriendlyName is the number's friendly name in Twilio.
+	// +optional
+	FriendlyName string `json:"friendlyName,omitempty"`
+	// VoiceURL is the Voice URL last observed in Twilio.
+	// +optional
+	VoiceURL string `json:"voiceUrl,omitempty"`
+
+	// PreviousVoiceURL keeps the seed's three states: absent = not configured
+	// by this operator; "" = configured, Twilio had no Voice URL;
+	// "https://…" = configured, this original saved for restore.
+	// +optional
+	PreviousVoiceURL *string `json:"previousVoiceURL,omitempty"`
+	// SavedRouting is the full original routing, present exactly when PreviousVoiceURL is.
+	// +optional
+	SavedRouting *SavedRouting `json:"savedRouting,omitempty"`
+
+	// ObservedGeneration is the generation last reconciled.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// Conditions: Ready (live routing equals desired) and Synced (last Twilio exchange succeeded).
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// TwilioPhoneNumber declares one Twilio number's inbound voice routing.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=twnum,categories=twilio
+// +kubebuilder:printcolumn:name="NUMBER",type=string,JSONPath=`.spec.phoneNumber`
+// +kubebuilder:printcolumn:name="FRIENDLY NAME",type=string,JSONPath=`.status.friendlyName`
+// +kubebuilder:printcolumn:name="ROUTING",type=string,JSONPath=`.spec.voiceRouting`
+// +kubebuilder:printcolumn:name="PREVIOUS URL",type=string,JSONPath=`.status.previousVoiceURL`
+// +kubebuilder:printcolumn:name="READY",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="REASON",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
+// +kubebuilder:printcolumn:name="AGE",type=date,JSONPath=`.metadata.creationTimestamp`
+type TwilioPhoneNumber struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   TwilioPhoneNumberSpec   `json:"spec"`
+	Status TwilioPhoneNumberStatus `json:"status,omitempty"`
+}
+
+// TwilioPhoneNumberList is a list of TwilioPhoneNumbers.
+// +kubebuilder:object:root=true
+type TwilioPhoneNumberList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []TwilioPhoneNumber `json:"items"`
+}
+
+// RecordingEnabled reports whether calls to this number are recorded (the default).
+func (n *TwilioPhoneNumber) RecordingEnabled() bool {
+	return n.Spec.Recording.Enabled == nil || *n.Spec.Recording.Enabled
+}
+
+// RoutingEnabled reports whether the number should route to the webhook server.
+func (n *TwilioPhoneNumber) RoutingEnabled() bool {
+	return n.Spec.VoiceRouting != VoiceRoutingDisabled
+}
+
+func init() {
+	SchemeBuilder.Register(&TwilioPhoneNumber{}, &TwilioPhoneNumberList{})
+}

@@ -1,0 +1,137 @@
+// Command manager runs the twilio-voice-operator controllers: it points each
+// TwilioPhoneNumber's Voice URL at the webhook server and hands it back.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	twiliov1 "github.com/loquent/twilio-voice-operator/api/v1alpha1"
+	"github.com/loquent/twilio-voice-operator/controllers"
+	"github.com/loquent/twilio-voice-operator/internal/publicurl"
+	// +kubebuilder:scaffold:imports
+)
+
+var scheme = runtime.NewScheme()
+
+func init() {
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(twiliov1.AddToScheme(scheme))
+	// +kubebuilder:scaffold:scheme
+}
+
+// config is the manager's validated command line.
+type config struct {
+	publicURL            string
+	pollInterval         time.Duration
+	concurrentReconciles int
+	kubeQPS              float64
+	kubeBurst            int
+	metricsAddr          string
+	probeAddr            string
+	leaderElect          bool
+	leaderElectionNS     string
+	zap                  zap.Options
+}
+
+// parseFlags parses and validates args; errors name the offending flag.
+func parseFlags(args []string) (config, error) {
+	var c config
+	var allowHTTP bool
+	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
+	fs.StringVar(&c.publicURL, "public-url", "", "Public base URL of the webhook server, https://host (required). Numbers are pointed at <public-url>/twilio/voice.")
+	fs.BoolVar(&allowHTTP, "allow-http-public-url", false, "Accept an http:// public URL (local demos only; Twilio requires https).")
+	fs.DurationVar(&c.pollInterval, "poll-interval", 5*time.Minute, "How often Twilio is re-read to detect out-of-band changes (jittered +0-20%). One list call per account per interval.")
+	fs.IntVar(&c.concurrentReconciles, "max-concurrent-reconciles", 16, "TwilioPhoneNumbers reconciled in parallel. Twilio calls are further capped per account by spec.maxConcurrentRequests.")
+	fs.Float64Var(&c.kubeQPS, "kube-api-qps", 50, "Queries per second to the Kubernetes API server.")
+	fs.IntVar(&c.kubeBurst, "kube-api-burst", 100, "Burst of queries to the Kubernetes API server.")
+	fs.StringVar(&c.metricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; \"0\" disables it.")
+	fs.StringVar(&c.probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz probes.")
+	fs.BoolVar(&c.leaderElect, "leader-elect", false, "Elect a leader so that only one replica reconciles (enable with more than one replica).")
+	fs.StringVar(&c.leaderElectionNS, "leader-election-namespace", "", "Namespace of the leader election Lease (default: the pod's namespace).")
+	c.zap.BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	var errs []error
+	u, err := publicurl.Parse(c.publicURL, allowHTTP)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("--public-url %w", err))
+	}
+	c.publicURL = u
+	if c.pollInterval < 10*time.Second {
+		errs = append(errs, fmt.Errorf("--poll-interval %s is below the 10s minimum", c.pollInterval))
+	}
+	if c.concurrentReconciles < 1 {
+		errs = append(errs, fmt.Errorf("--max-concurrent-reconciles must be at least 1, got %d", c.concurrentReconciles))
+	}
+	if c.kubeQPS <= 0 || c.kubeBurst < 1 {
+		errs = append(errs, fmt.Errorf("--kube-api-qps and --kube-api-burst must be positive"))
+	}
+	return c, errors.Join(errs...)
+}
+
+func main() {
+	cfg, err := parseFlags(os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "manager: invalid flags:", err)
+		os.Exit(2)
+	}
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&cfg.zap)))
+	if err := run(cfg); err != nil {
+		ctrl.Log.Error(err, "Manager stopped")
+		os.Exit(1)
+	}
+}
+
+func run(cfg config) error {
+	restCfg, err := ctrl.GetConfig()
+	if err != nil {
+		return fmt.Errorf("load kubeconfig: %w", err)
+	}
+	restCfg.QPS, restCfg.Burst = float32(cfg.kubeQPS), cfg.kubeBurst
+	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
+		Scheme:                  scheme,
+		Metrics:                 metricsserver.Options{BindAddress: cfg.metricsAddr},
+		HealthProbeBindAddress:  cfg.probeAddr,
+		LeaderElection:          cfg.leaderElect,
+		LeaderElectionID:        "twilio-voice-operator.loquent.io",
+		LeaderElectionNamespace: cfg.leaderElectionNS,
+	})
+	if err != nil {
+		return fmt.Errorf("create manager: %w", err)
+	}
+	ctx := ctrl.SetupSignalHandler()
+	if err := controllers.Setup(ctx, mgr, controllers.Options{
+		VoiceURL:             cfg.publicURL + controllers.VoicePath,
+		PollInterval:         cfg.pollInterval,
+		ConcurrentReconciles: cfg.concurrentReconciles,
+		Controller:           controller.Options{},
+	}); err != nil {
+		return err
+	}
+	// +kubebuilder:scaffold:builder
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return fmt.Errorf("add health check: %w", err)
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return fmt.Errorf("add ready check: %w", err)
+	}
+	ctrl.Log.Info("Starting manager", "publicURL", cfg.publicURL, "pollInterval", cfg.pollInterval)
+	return mgr.Start(ctx)
+}

@@ -1,0 +1,125 @@
+package controllers
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	twiliov1 "github.com/loquent/twilio-voice-operator/api/v1alpha1"
+	"github.com/loquent/twilio-voice-operator/internal/twilio"
+)
+
+// VoicePath is the webhook server's inbound-call endpoint under the public URL.
+const VoicePath = "/twilio/voice"
+
+// routesTo reports whether Twilio sends the number's calls to voiceURL: no
+// trunk and no TwiML application (both take precedence over VoiceUrl) and
+// the URL called with POST.
+func routesTo(r twilio.Routing, voiceURL string) bool {
+	return r.TrunkSID == "" && r.VoiceApplicationSID == "" && r.VoiceURL == voiceURL &&
+		(r.VoiceMethod == "" || strings.EqualFold(r.VoiceMethod, "POST"))
+}
+
+// originalFrom is the routing to save before taking a number over. Our own
+// URL is never saved as the original: restoring it would hand back nothing.
+func originalFrom(r twilio.Routing, voiceURL string) twiliov1.SavedRouting {
+	s := twiliov1.SavedRouting{
+		VoiceURL:             r.VoiceURL,
+		VoiceMethod:          r.VoiceMethod,
+		VoiceFallbackURL:     r.VoiceFallbackURL,
+		VoiceFallbackMethod:  r.VoiceFallbackMethod,
+		StatusCallback:       r.StatusCallback,
+		StatusCallbackMethod: r.StatusCallbackMethod,
+		VoiceApplicationSID:  r.VoiceApplicationSID,
+		TrunkSID:             r.TrunkSID,
+	}
+	if s.VoiceURL == voiceURL {
+		s.VoiceURL = ""
+	}
+	return s
+}
+
+// takeoverUpdate points the number at voiceURL, clearing the TwiML
+// application and trunk that would otherwise take precedence.
+func takeoverUpdate(live twilio.Routing, voiceURL string) twilio.RoutingUpdate {
+	post, empty := "POST", ""
+	u := twilio.RoutingUpdate{VoiceURL: &voiceURL, VoiceMethod: &post}
+	if live.VoiceApplicationSID != "" {
+		u.VoiceApplicationSID = &empty
+	}
+	if live.TrunkSID != "" {
+		u.TrunkSID = &empty
+	}
+	return u
+}
+
+// restoreUpdate writes every saved field back, empty ones as explicit empty
+// values so they are cleared. Methods are sent only when one was saved
+// (Twilio rejects an empty method). At most one of application and trunk is
+// set in a saved tuple; the other is sent empty.
+func restoreUpdate(s twiliov1.SavedRouting) twilio.RoutingUpdate {
+	u := twilio.RoutingUpdate{
+		VoiceURL:            ptr(s.VoiceURL),
+		VoiceFallbackURL:    ptr(s.VoiceFallbackURL),
+		StatusCallback:      ptr(s.StatusCallback),
+		VoiceApplicationSID: ptr(s.VoiceApplicationSID),
+		TrunkSID:            ptr(s.TrunkSID),
+	}
+	if s.VoiceMethod != "" {
+		u.VoiceMethod = ptr(s.VoiceMethod)
+	}
+	if s.VoiceFallbackMethod != "" {
+		u.VoiceFallbackMethod = ptr(s.VoiceFallbackMethod)
+	}
+	if s.StatusCallbackMethod != "" {
+		u.StatusCallbackMethod = ptr(s.StatusCallbackMethod)
+	}
+	return u
+}
+
+// matchesSaved reports whether the live routing already equals the saved one.
+func matchesSaved(r twilio.Routing, s twiliov1.SavedRouting) bool {
+	eqMethod := func(live, saved string) bool { return saved == "" || strings.EqualFold(live, saved) }
+	return r.VoiceURL == s.VoiceURL && r.VoiceFallbackURL == s.VoiceFallbackURL &&
+		r.StatusCallback == s.StatusCallback && r.VoiceApplicationSID == s.VoiceApplicationSID &&
+		r.TrunkSID == s.TrunkSID && eqMethod(r.VoiceMethod, s.VoiceMethod) &&
+		eqMethod(r.VoiceFallbackMethod, s.VoiceFallbackMethod) && eqMethod(r.StatusCallbackMethod, s.StatusCallbackMethod)
+}
+
+func ptr(s string) *string { return &s }
+
+// describe is a short human form of a routing for events and messages.
+func describe(r twilio.Routing) string {
+	switch {
+	case r.TrunkSID != "":
+		return "SIP trunk " + r.TrunkSID
+	case r.VoiceApplicationSID != "":
+		return "TwiML application " + r.VoiceApplicationSID
+	case r.VoiceURL != "":
+		return "VoiceUrl " + r.VoiceURL
+	default:
+		return "no VoiceUrl"
+	}
+}
+
+func describeSaved(s twiliov1.SavedRouting) string {
+	return describe(twilio.Routing{VoiceURL: s.VoiceURL, VoiceApplicationSID: s.VoiceApplicationSID, TrunkSID: s.TrunkSID})
+}
+
+// savedFromAnnotation decodes the annotation copy of the saved routing.
+func savedFromAnnotation(annotations map[string]string) (*twiliov1.SavedRouting, error) {
+	raw, ok := annotations[twiliov1.AnnotationSavedRouting]
+	if !ok {
+		return nil, nil
+	}
+	var s twiliov1.SavedRouting
+	if err := json.Unmarshal([]byte(raw), &s); err != nil {
+		return nil, fmt.Errorf("decode annotation %s: %w", twiliov1.AnnotationSavedRouting, err)
+	}
+	return &s, nil
+}
+
+func savedAnnotation(s twiliov1.SavedRouting) string {
+	b, _ := json.Marshal(s) // a struct of strings always marshals
+	return string(b)
+}

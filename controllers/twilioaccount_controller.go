@@ -1,0 +1,105 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	twiliov1 "github.com/loquent/twilio-voice-operator/api/v1alpha1"
+	"github.com/loquent/twilio-voice-operator/internal/twilio"
+)
+
+// TwilioAccountReconciler verifies each account's credentials against
+// Twilio and reports what it found.
+type TwilioAccountReconciler struct {
+	client.Client
+	Recorder  events.EventRecorder
+	Connector *Connector
+	// PollInterval is how often credentials and counts are re-checked (with jitter).
+	PollInterval time.Duration
+}
+
+// +kubebuilder:rbac:groups=twilio.loquent.io,resources=twilioaccounts,verbs=get;list;watch
+// +kubebuilder:rbac:groups=twilio.loquent.io,resources=twilioaccounts/status,verbs=get;update;patch
+
+// Reconcile implements reconcile.Reconciler.
+func (r *TwilioAccountReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	acct := &twiliov1.TwilioAccount{}
+	if err := r.Get(ctx, req.NamespacedName, acct); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.Connector.Forget(req.NamespacedName)
+		}
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	base := acct.DeepCopy()
+	res, err := r.reconcileAccount(ctx, acct)
+	acct.Status.ObservedGeneration = acct.Generation
+	if !equality.Semantic.DeepEqual(base.Status, acct.Status) {
+		if perr := r.Status().Patch(ctx, acct, client.MergeFrom(base)); perr != nil && !apierrors.IsNotFound(perr) {
+			return ctrl.Result{}, fmt.Errorf("patch status of %s: %w", req.NamespacedName, perr)
+		}
+	}
+	return res, err
+}
+
+func (r *TwilioAccountReconciler) reconcileAccount(ctx context.Context, acct *twiliov1.TwilioAccount) (ctrl.Result, error) {
+	var managed twiliov1.TwilioPhoneNumberList
+	if err := r.List(ctx, &managed, client.InNamespace(acct.Namespace), client.MatchingFields{IndexAccountRef: acct.Name}); err != nil {
+		return ctrl.Result{}, fmt.Errorf("list TwilioPhoneNumbers of %s: %w", acct.Name, err)
+	}
+	acct.Status.NumbersManaged = int32(len(managed.Items))
+
+	conn, err := r.Connector.Connect(ctx, acct)
+	if se, ok := asSecretError(err); ok {
+		r.setReady(acct, metav1.ConditionFalse, se.Reason, se.Message)
+		return ctrl.Result{}, nil // the Secret watch brings us back
+	}
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	info, err := conn.Client.VerifyAccount(ctx)
+	if err == nil {
+		var count int
+		count, err = conn.Inventory.Count(ctx, r.PollInterval)
+		c32 := int32(count)
+		acct.Status.NumbersInAccount = &c32
+	}
+	status, reason, msg := syncedCondition(err)
+	setCondition(&acct.Status.Conditions, acct.Generation, twiliov1.ConditionSynced, status, reason, msg)
+	switch {
+	case err == nil:
+		acct.Status.FriendlyName, acct.Status.Type, acct.Status.AccountStatus = info.FriendlyName, info.Type, info.Status
+		r.setReady(acct, metav1.ConditionTrue, twiliov1.ReasonVerified,
+			fmt.Sprintf("Twilio accepted the credentials for %s (status %s)", acct.Spec.AccountSID, info.Status))
+	case twilio.IsAuth(err):
+		r.setReady(acct, metav1.ConditionFalse, twiliov1.ReasonInvalidCredentials,
+			fmt.Sprintf("Twilio refused the credentials in Secret %q for %s: check %s (or %s and %s) and spec.accountSid: %v",
+				acct.Spec.CredentialsSecretRef.Name, acct.Spec.AccountSID, SecretKeyAuthToken, SecretKeyAPIKeySID, SecretKeyAPIKeySecret, err))
+		return ctrl.Result{}, nil
+	case twilio.ClassOf(err) == twilio.ClassTerminal:
+		r.setReady(acct, metav1.ConditionFalse, twiliov1.ReasonTwilioRejected, fmt.Sprintf("Twilio refused to read account %s: %v", acct.Spec.AccountSID, err))
+		return ctrl.Result{}, nil
+	default:
+		return ctrl.Result{}, err // keep Ready as it was; retry with backoff
+	}
+	return ctrl.Result{RequeueAfter: r.PollInterval + rand.N(r.PollInterval/5+1)}, nil
+}
+
+func (r *TwilioAccountReconciler) setReady(acct *twiliov1.TwilioAccount, status metav1.ConditionStatus, reason, msg string) {
+	if setCondition(&acct.Status.Conditions, acct.Generation, twiliov1.ConditionReady, status, reason, msg) && r.Recorder != nil {
+		typ := corev1.EventTypeNormal
+		if status != metav1.ConditionTrue {
+			typ = corev1.EventTypeWarning
+		}
+		r.Recorder.Eventf(acct, nil, typ, reason, "Verify", "%s", msg)
+	}
+}

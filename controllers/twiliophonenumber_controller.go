@@ -1,0 +1,463 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	twiliov1 "github.com/loquent/twilio-voice-operator/api/v1alpha1"
+	"github.com/loquent/twilio-voice-operator/internal/twilio"
+)
+
+// Finalizer holds a TwilioPhoneNumber until its routing was handed back.
+const Finalizer = "twilio.loquent.io/restore-voice-routing"
+
+// TwilioPhoneNumberReconciler points each number's Voice URL at the webhook
+// server, saving the original routing first, and restores it exactly when
+// routing is Disabled or the object is deleted.
+type TwilioPhoneNumberReconciler struct {
+	client.Client
+	Recorder  events.EventRecorder
+	Connector *Connector
+	// VoiceURL is the URL numbers are pointed at: {public URL}/twilio/voice.
+	VoiceURL string
+	// PollInterval is how often Twilio is re-read for drift (with jitter).
+	PollInterval time.Duration
+}
+
+// numberScope carries what one reconcile learned, shared by its steps.
+type numberScope struct {
+	obj  *twiliov1.TwilioPhoneNumber
+	base *twiliov1.TwilioPhoneNumber // last persisted state, for merge patches
+	conn *Connection
+	live twilio.Number
+}
+
+// +kubebuilder:rbac:groups=twilio.loquent.io,resources=twiliophonenumbers,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=twilio.loquent.io,resources=twiliophonenumbers/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=twilio.loquent.io,resources=twiliophonenumbers/finalizers,verbs=update
+// +kubebuilder:rbac:groups=twilio.loquent.io,resources=twilioaccounts,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile implements reconcile.Reconciler.
+func (r *TwilioPhoneNumberReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, retErr error) {
+	obj := &twiliov1.TwilioPhoneNumber{}
+	if err := r.Get(ctx, req.NamespacedName, obj); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if obj.DeletionTimestamp.IsZero() && !controllerutil.ContainsFinalizer(obj, Finalizer) {
+		base := obj.DeepCopy()
+		controllerutil.AddFinalizer(obj, Finalizer)
+		if err := r.Patch(ctx, obj, client.MergeFrom(base)); err != nil {
+			return ctrl.Result{}, fmt.Errorf("add finalizer: %w", err)
+		}
+	}
+	s := &numberScope{obj: obj, base: obj.DeepCopy()}
+	defer func() {
+		obj.Status.ObservedGeneration = obj.Generation
+		if err := r.patchStatus(ctx, s); err != nil && !apierrors.IsNotFound(err) {
+			retErr = kerrors.NewAggregate([]error{retErr, err})
+		}
+	}()
+
+	if err := r.recoverSaved(ctx, s); err != nil {
+		return ctrl.Result{}, err
+	}
+	if !obj.DeletionTimestamp.IsZero() {
+		return r.reconcileDelete(ctx, s)
+	}
+	return r.reconcileNormal(ctx, s)
+}
+
+func (r *TwilioPhoneNumberReconciler) reconcileNormal(ctx context.Context, s *numberScope) (ctrl.Result, error) {
+	if owner, err := r.olderOwner(ctx, s.obj); err != nil || owner != nil {
+		if owner != nil {
+			r.markConflict(s.obj, owner)
+		}
+		return ctrl.Result{}, err
+	}
+	if ok, err := r.connect(ctx, s); !ok || err != nil {
+		return ctrl.Result{}, err
+	}
+	found, err := r.observe(ctx, s)
+	if err != nil {
+		return r.twilioResult(s.obj, err)
+	}
+	if !found {
+		r.markNotFound(s)
+		return r.twilioResult(s.obj, nil)
+	}
+	if !s.obj.RoutingEnabled() {
+		return r.ensureRestored(ctx, s)
+	}
+	return r.ensureRouted(ctx, s)
+}
+
+func (r *TwilioPhoneNumberReconciler) reconcileDelete(ctx context.Context, s *numberScope) (ctrl.Result, error) {
+	obj := s.obj
+	if !controllerutil.ContainsFinalizer(obj, Finalizer) {
+		return ctrl.Result{}, nil
+	}
+	if obj.Spec.DeletionPolicy == twiliov1.DeletionPolicyOrphan || obj.Status.SavedRouting == nil {
+		if obj.Status.SavedRouting != nil {
+			r.event(obj, corev1.EventTypeNormal, "Orphaned", "Delete", "Left the number routed to the webhook server (deletionPolicy Orphan); the original was %s", describeSaved(*obj.Status.SavedRouting))
+		}
+		return ctrl.Result{}, r.removeFinalizer(ctx, s)
+	}
+	ok, err := r.connect(ctx, s)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if !ok {
+		setCondition(&obj.Status.Conditions, obj.Generation, twiliov1.ConditionReady, metav1.ConditionFalse, twiliov1.ReasonRestoreBlocked,
+			fmt.Sprintf("Cannot restore the original routing (%s) while TwilioAccount %q is not Ready; fix the account, or set deletionPolicy: Orphan to delete without restoring",
+				describeSaved(*obj.Status.SavedRouting), obj.Spec.AccountRef.Name))
+		return ctrl.Result{}, nil // the account watch requeues this object
+	}
+	found, err := r.observe(ctx, s)
+	if err != nil {
+		return r.twilioResult(obj, err)
+	}
+	if !found {
+		// The number left the account: there is nothing left to restore it on.
+		r.event(obj, corev1.EventTypeWarning, "NothingToRestore", "Delete",
+			"The number is no longer in the Twilio account; its saved original routing (%s) was not restored", describeSaved(*obj.Status.SavedRouting))
+		return ctrl.Result{}, r.removeFinalizer(ctx, s)
+	}
+	if res, err := r.ensureRestored(ctx, s); err != nil || obj.Status.SavedRouting != nil {
+		return res, err
+	}
+	return ctrl.Result{}, r.removeFinalizer(ctx, s)
+}
+
+// olderOwner returns the TwilioPhoneNumber that owns the same number and was
+// created first (ties broken by namespace/name), or nil when obj owns it.
+func (r *TwilioPhoneNumberReconciler) olderOwner(ctx context.Context, obj *twiliov1.TwilioPhoneNumber) (*twiliov1.TwilioPhoneNumber, error) {
+	var list twiliov1.TwilioPhoneNumberList
+	if err := r.List(ctx, &list, client.MatchingFields{IndexPhoneNumber: obj.Spec.PhoneNumber}); err != nil {
+		return nil, fmt.Errorf("list TwilioPhoneNumbers for %s: %w", obj.Spec.PhoneNumber, err)
+	}
+	for i := range list.Items {
+		other := &list.Items[i]
+		if other.UID != obj.UID && olderThan(other, obj) {
+			return other, nil
+		}
+	}
+	return nil, nil
+}
+
+func olderThan(a, b *twiliov1.TwilioPhoneNumber) bool {
+	if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
+		return a.CreationTimestamp.Before(&b.CreationTimestamp)
+	}
+	return client.ObjectKeyFromObject(a).String() < client.ObjectKeyFromObject(b).String()
+}
+
+func (r *TwilioPhoneNumberReconciler) markConflict(obj, owner *twiliov1.TwilioPhoneNumber) {
+	msg := fmt.Sprintf("TwilioPhoneNumber %s/%s already manages %s; this object makes no Twilio changes until that one is deleted",
+		owner.Namespace, owner.Name, obj.Spec.PhoneNumber)
+	if setCondition(&obj.Status.Conditions, obj.Generation, twiliov1.ConditionReady, metav1.ConditionFalse, twiliov1.ReasonConflict, msg) {
+		r.event(obj, corev1.EventTypeWarning, twiliov1.ReasonConflict, "Reconcile", "%s", msg)
+	}
+}
+
+// connect finds the account and its Twilio connection. ok is false (with
+// Ready=False AccountNotReady) when the account is missing or not Ready.
+func (r *TwilioPhoneNumberReconciler) connect(ctx context.Context, s *numberScope) (ok bool, err error) {
+	obj := s.obj
+	var acct twiliov1.TwilioAccount
+	notReady := func(why string) (bool, error) {
+		setCondition(&obj.Status.Conditions, obj.Generation, twiliov1.ConditionReady, metav1.ConditionFalse, twiliov1.ReasonAccountNotReady,
+			fmt.Sprintf("TwilioAccount %q %s", obj.Spec.AccountRef.Name, why))
+		return false, nil
+	}
+	if err := r.Get(ctx, client.ObjectKey{Namespace: obj.Namespace, Name: obj.Spec.AccountRef.Name}, &acct); err != nil {
+		if apierrors.IsNotFound(err) {
+			return notReady("does not exist in this namespace")
+		}
+		return false, fmt.Errorf("get TwilioAccount: %w", err)
+	}
+	if !isConditionReason(acct.Status.Conditions, twiliov1.ConditionReady, metav1.ConditionTrue, twiliov1.ReasonVerified) {
+		return notReady("is not Ready; see its conditions")
+	}
+	conn, err := r.Connector.Connect(ctx, &acct)
+	if err != nil {
+		if se, isSecret := asSecretError(err); isSecret {
+			return notReady(se.Message)
+		}
+		return false, err
+	}
+	s.conn = conn
+	return true, nil
+}
+
+// observe reads the number from the account inventory (one shared list call
+// per poll interval), confirming a miss with a targeted lookup. found is
+// false when the account does not have the number.
+func (r *TwilioPhoneNumberReconciler) observe(ctx context.Context, s *numberScope) (found bool, err error) {
+	n, found, err := s.conn.Inventory.Lookup(ctx, s.obj.Spec.PhoneNumber, r.PollInterval)
+	if err == nil && !found {
+		n, err = s.conn.Client.FindNumber(ctx, s.obj.Spec.PhoneNumber)
+		found = err == nil
+		if twilio.IsNotFound(err) {
+			err = nil
+		}
+	}
+	if found {
+		r.recordLive(s, n)
+	}
+	return found, err
+}
+
+func (r *TwilioPhoneNumberReconciler) markNotFound(s *numberScope) {
+	obj := s.obj
+	setCondition(&obj.Status.Conditions, obj.Generation, twiliov1.ConditionReady, metav1.ConditionFalse, twiliov1.ReasonNumberNotFound,
+		fmt.Sprintf("%s is not an incoming phone number of Twilio account %s; the operator never buys numbers: add it to the account or fix spec.phoneNumber",
+			obj.Spec.PhoneNumber, s.conn.AccountSID))
+}
+
+func (r *TwilioPhoneNumberReconciler) recordLive(s *numberScope, n twilio.Number) {
+	s.live = n
+	s.obj.Status.PhoneNumberSID = n.SID
+	s.obj.Status.FriendlyName = n.FriendlyName
+	s.obj.Status.VoiceURL = n.Routing.VoiceURL
+}
+
+// refresh re-reads the number right before a write, so what is saved and
+// compared is current.
+func (r *TwilioPhoneNumberReconciler) refresh(ctx context.Context, s *numberScope) error {
+	n, err := s.conn.Client.FetchNumber(ctx, s.live.SID)
+	if err != nil {
+		return err
+	}
+	s.conn.Inventory.Record(n)
+	r.recordLive(s, n)
+	return nil
+}
+
+// ensureRouted makes the number route to the webhook server, saving its
+// original routing (status and annotation) before the first write.
+func (r *TwilioPhoneNumberReconciler) ensureRouted(ctx context.Context, s *numberScope) (ctrl.Result, error) {
+	obj := s.obj
+	if routesTo(s.live.Routing, r.VoiceURL) {
+		return r.routed(s), nil
+	}
+	if err := r.refresh(ctx, s); err != nil {
+		return r.twilioResult(obj, err)
+	}
+	live := s.live.Routing
+	if routesTo(live, r.VoiceURL) {
+		return r.routed(s), nil
+	}
+	if live.TrunkSID != "" && !obj.Spec.AllowTrunkDetach {
+		setCondition(&obj.Status.Conditions, obj.Generation, twiliov1.ConditionReady, metav1.ConditionFalse, twiliov1.ReasonTrunkAttached,
+			fmt.Sprintf("The number is on SIP trunk %s, which takes precedence over its Voice URL; set spec.allowTrunkDetach: true to detach it (the trunk is saved and put back on restore)", live.TrunkSID))
+		return r.twilioResult(obj, nil)
+	}
+	if isConditionReason(obj.Status.Conditions, twiliov1.ConditionReady, metav1.ConditionTrue, twiliov1.ReasonConfigured) ||
+		isConditionReason(obj.Status.Conditions, twiliov1.ConditionReady, metav1.ConditionTrue, twiliov1.ReasonOriginalUnknown) {
+		r.event(obj, corev1.EventTypeWarning, "DriftDetected", "Reconcile",
+			"Voice routing was changed outside the operator (now %s); re-applying. The saved original is unchanged", describe(live))
+	}
+	setCondition(&obj.Status.Conditions, obj.Generation, twiliov1.ConditionReady, metav1.ConditionFalse, twiliov1.ReasonProgressing,
+		"Pointing the number at "+r.VoiceURL+" (live: "+describe(live)+")")
+	if obj.Status.SavedRouting == nil {
+		if err := r.saveOriginal(ctx, s, originalFrom(live, r.VoiceURL)); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	n, err := s.conn.Client.UpdateRouting(ctx, s.live.SID, takeoverUpdate(live, r.VoiceURL))
+	if err != nil {
+		return r.twilioResult(obj, err)
+	}
+	s.conn.Inventory.Record(n)
+	r.recordLive(s, n)
+	r.event(obj, corev1.EventTypeNormal, twiliov1.ReasonConfigured, "Configure", "Voice URL set to %s; original routing saved (%s)",
+		r.VoiceURL, describeSaved(*obj.Status.SavedRouting))
+	return r.routed(s), nil
+}
+
+// routed reports a number that routes to the webhook server.
+func (r *TwilioPhoneNumberReconciler) routed(s *numberScope) ctrl.Result {
+	obj := s.obj
+	if obj.Status.SavedRouting == nil {
+		msg := "The number already routed to this operator's webhook and no original routing was saved, so none was recorded; restore will leave the number unchanged"
+		if setCondition(&obj.Status.Conditions, obj.Generation, twiliov1.ConditionReady, metav1.ConditionTrue, twiliov1.ReasonOriginalUnknown, msg) {
+			r.event(obj, corev1.EventTypeWarning, twiliov1.ReasonOriginalUnknown, "Reconcile", "%s", msg)
+		}
+	} else {
+		setCondition(&obj.Status.Conditions, obj.Generation, twiliov1.ConditionReady, metav1.ConditionTrue, twiliov1.ReasonConfigured,
+			"Inbound calls route to "+r.VoiceURL)
+	}
+	res, _ := r.twilioResult(obj, nil)
+	return res
+}
+
+// ensureRestored writes the saved original routing back and, only after
+// Twilio accepted it, forgets it.
+func (r *TwilioPhoneNumberReconciler) ensureRestored(ctx context.Context, s *numberScope) (ctrl.Result, error) {
+	obj := s.obj
+	saved := obj.Status.SavedRouting
+	if saved == nil {
+		setCondition(&obj.Status.Conditions, obj.Generation, twiliov1.ConditionReady, metav1.ConditionTrue, twiliov1.ReasonRoutingDisabled,
+			"Voice routing is Disabled; the operator holds no saved routing for this number and leaves it as it is ("+describe(s.live.Routing)+")")
+		return r.twilioResult(obj, nil)
+	}
+	if err := r.refresh(ctx, s); err != nil {
+		return r.twilioResult(obj, err)
+	}
+	if !matchesSaved(s.live.Routing, *saved) {
+		n, err := s.conn.Client.UpdateRouting(ctx, s.live.SID, restoreUpdate(*saved))
+		if err != nil {
+			return r.twilioResult(obj, err)
+		}
+		s.conn.Inventory.Record(n)
+		r.recordLive(s, n)
+	}
+	if err := r.forgetOriginal(ctx, s); err != nil {
+		return ctrl.Result{}, err
+	}
+	r.event(obj, corev1.EventTypeNormal, "Restored", "Restore", "Original voice routing restored (%s)", describeSaved(*saved))
+	setCondition(&obj.Status.Conditions, obj.Generation, twiliov1.ConditionReady, metav1.ConditionTrue, twiliov1.ReasonRoutingDisabled,
+		"Voice routing is Disabled; the original routing is back in place ("+describeSaved(*saved)+")")
+	return r.twilioResult(obj, nil)
+}
+
+// saveOriginal persists the original routing, annotation first and then
+// status, before any Twilio write. If either write fails nothing is sent to
+// Twilio.
+func (r *TwilioPhoneNumberReconciler) saveOriginal(ctx context.Context, s *numberScope, orig twiliov1.SavedRouting) error {
+	if err := r.patchAnnotation(ctx, s, savedAnnotation(orig)); err != nil {
+		return fmt.Errorf("save original routing in annotation: %w", err)
+	}
+	s.obj.Status.SavedRouting = &orig
+	s.obj.Status.PreviousVoiceURL = ptr(orig.VoiceURL)
+	if err := r.patchStatus(ctx, s); err != nil {
+		return fmt.Errorf("save original routing in status: %w", err)
+	}
+	return nil
+}
+
+// forgetOriginal clears the saved routing after a successful restore.
+func (r *TwilioPhoneNumberReconciler) forgetOriginal(ctx context.Context, s *numberScope) error {
+	if err := r.patchAnnotation(ctx, s, ""); err != nil {
+		return fmt.Errorf("clear saved routing annotation: %w", err)
+	}
+	s.obj.Status.SavedRouting = nil
+	s.obj.Status.PreviousVoiceURL = nil
+	return r.patchStatus(ctx, s)
+}
+
+// recoverSaved puts the annotation copy back into status when the status
+// lost it (a status wipe, a backup restore that drops status).
+func (r *TwilioPhoneNumberReconciler) recoverSaved(ctx context.Context, s *numberScope) error {
+	obj := s.obj
+	if obj.Status.SavedRouting != nil {
+		return nil
+	}
+	saved, err := savedFromAnnotation(obj.Annotations)
+	if err != nil || saved == nil {
+		if err != nil {
+			log.FromContext(ctx).Error(err, "Ignoring unreadable saved-routing annotation")
+		}
+		return nil
+	}
+	obj.Status.SavedRouting = saved
+	obj.Status.PreviousVoiceURL = ptr(saved.VoiceURL)
+	r.event(obj, corev1.EventTypeWarning, "RecoveredOriginal", "Reconcile",
+		"Status had lost the saved original routing; recovered it from annotation %s (%s)", twiliov1.AnnotationSavedRouting, describeSaved(*saved))
+	return r.patchStatus(ctx, s)
+}
+
+// patchAnnotation sets (value != "") or removes the saved-routing annotation
+// with a metadata-only patch, leaving the in-memory status untouched.
+func (r *TwilioPhoneNumberReconciler) patchAnnotation(ctx context.Context, s *numberScope, value string) error {
+	cur, had := s.obj.Annotations[twiliov1.AnnotationSavedRouting]
+	if (value == "" && !had) || (had && cur == value) {
+		return nil
+	}
+	meta := &twiliov1.TwilioPhoneNumber{ObjectMeta: *s.obj.ObjectMeta.DeepCopy()}
+	base := meta.DeepCopy()
+	if value == "" {
+		delete(meta.Annotations, twiliov1.AnnotationSavedRouting)
+	} else {
+		if meta.Annotations == nil {
+			meta.Annotations = map[string]string{}
+		}
+		meta.Annotations[twiliov1.AnnotationSavedRouting] = value
+	}
+	if err := r.Patch(ctx, meta, client.MergeFrom(base)); err != nil {
+		return err
+	}
+	s.obj.Annotations = meta.Annotations
+	s.obj.ResourceVersion = meta.ResourceVersion
+	s.base.Annotations, s.base.ResourceVersion = meta.Annotations, meta.ResourceVersion
+	return nil
+}
+
+// patchStatus sends the status changes since the last persisted state, if any.
+func (r *TwilioPhoneNumberReconciler) patchStatus(ctx context.Context, s *numberScope) error {
+	if equality.Semantic.DeepEqual(s.base.Status, s.obj.Status) {
+		return nil
+	}
+	if err := r.Status().Patch(ctx, s.obj, client.MergeFrom(s.base)); err != nil {
+		return fmt.Errorf("patch status of %s/%s: %w", s.obj.Namespace, s.obj.Name, err)
+	}
+	s.base = s.obj.DeepCopy()
+	return nil
+}
+
+func (r *TwilioPhoneNumberReconciler) removeFinalizer(ctx context.Context, s *numberScope) error {
+	base := s.obj.DeepCopy()
+	if !controllerutil.RemoveFinalizer(s.obj, Finalizer) {
+		return nil
+	}
+	if err := r.Patch(ctx, s.obj, client.MergeFrom(base)); err != nil {
+		return client.IgnoreNotFound(fmt.Errorf("remove finalizer: %w", err))
+	}
+	return nil
+}
+
+// twilioResult sets Synced from the outcome of the last Twilio exchange and
+// picks how to continue: poll (success), back off (429, 5xx, network), or
+// wait for a change (terminal 4xx).
+func (r *TwilioPhoneNumberReconciler) twilioResult(obj *twiliov1.TwilioPhoneNumber, err error) (ctrl.Result, error) {
+	status, reason, msg := syncedCondition(err)
+	if setCondition(&obj.Status.Conditions, obj.Generation, twiliov1.ConditionSynced, status, reason, msg) && err != nil {
+		r.event(obj, corev1.EventTypeWarning, reason, "Reconcile", "%s", msg)
+	}
+	switch {
+	case err == nil:
+		return ctrl.Result{RequeueAfter: r.jittered()}, nil
+	case twilio.ClassOf(err) == twilio.ClassTerminal:
+		return ctrl.Result{}, nil
+	case twilio.ClassOf(err) == twilio.ClassWait:
+		return ctrl.Result{RequeueAfter: time.Second + rand.N(2*time.Second)}, nil
+	default:
+		return ctrl.Result{}, err
+	}
+}
+
+// jittered spreads polls over [interval, 1.2×interval) so numbers do not poll in lockstep.
+func (r *TwilioPhoneNumberReconciler) jittered() time.Duration {
+	return r.PollInterval + rand.N(r.PollInterval/5+1)
+}
+
+func (r *TwilioPhoneNumberReconciler) event(obj *twiliov1.TwilioPhoneNumber, typ, reason, action, note string, args ...any) {
+	if r.Recorder != nil {
+		r.Recorder.Eventf(obj, nil, typ, reason, action, note, args...)
+	}
+}

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Builds the control-plane binaries envtest needs (kube-apiserver, etcd) from the
+# Go module proxy into bin/k8s/<version>/. setup-envtest's download is not
+# reachable from the build machines; building from source is, and the Go build
+# cache makes a rebuild on the same machine cheap. Reused when present.
+#
+# Usage: hack/build-envtest.sh [BIN_DIR]   (prints the asset directory)
+set -euo pipefail
+
+KUBE_VERSION="${KUBE_VERSION:-1.37.2}"
+ETCD_VERSION="${ETCD_VERSION:-3.6.8}"
+root="$(cd "$(dirname "$0")/.." && pwd)"
+out="${1:-$root/bin/k8s/$KUBE_VERSION}"
+mkdir -p "$out"
+
+if [[ -x "$out/kube-apiserver" && -x "$out/etcd" ]]; then
+  echo "$out"
+  exit 0
+fi
+
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+if [[ ! -x "$out/kube-apiserver" ]]; then
+  echo "building kube-apiserver v$KUBE_VERSION (first time: about 10 min)" >&2
+  mkdir -p "$work/apiserver" && cd "$work/apiserver"
+  go mod init envtest-apiserver >/dev/null 2>&1
+  gomod="$(go mod download -json "k8s.io/kubernetes@v$KUBE_VERSION" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')"
+  # k8s.io/kubernetes replaces its staging modules with ./staging/...; those
+  # replaces do not apply to a dependency, so pin each one to the matching tag.
+  staging_version="v0.${KUBE_VERSION#1.}"
+  {
+    echo "require k8s.io/kubernetes v$KUBE_VERSION"
+    grep -E '^[[:space:]]*k8s.io/[a-z0-9-]+ => ./staging/' "$gomod" |
+      awk -v v="$staging_version" '{print "replace " $1 " => " $1 " " v}'
+  } >>go.mod
+  GOFLAGS=-mod=mod go mod tidy >/dev/null 2>&1 || true
+  GOFLAGS=-mod=mod CGO_ENABLED=0 go build -o "$out/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
+fi
+
+if [[ ! -x "$out/etcd" ]]; then
+  echo "building etcd v$ETCD_VERSION (first time: about 2 min)" >&2
+  mkdir -p "$work/etcd" && cd "$work/etcd"
+  go mod init envtest-etcd >/dev/null 2>&1
+  go get "go.etcd.io/etcd/server/v3@v$ETCD_VERSION" >/dev/null 2>&1
+  CGO_ENABLED=0 go build -o "$out/etcd" go.etcd.io/etcd/server/v3
+fi
+
+echo "$out"

@@ -1,0 +1,251 @@
+// Package twilio is the operator's narrow seam to Twilio's REST API, built on
+// twilio-go. It adds what twilio-go lacks: contexts and timeouts, a per-account
+// concurrency budget, backoff on 429, errors classified once, a base-URL
+// override (emulator, proxies), and a list-once inventory cache.
+package twilio
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"time"
+
+	twclient "github.com/twilio/twilio-go/client"
+	openapi "github.com/twilio/twilio-go/rest/api/v2010"
+)
+
+// Client lists the Twilio calls the operator makes. Implementations are safe
+// for concurrent use; every method honours ctx and never buys, releases or
+// transfers a number.
+type Client interface {
+	// VerifyAccount fetches the account, proving the credentials work.
+	VerifyAccount(ctx context.Context) (AccountInfo, error)
+	// ListNumbers returns every incoming phone number of the account (pages of 1000).
+	ListNumbers(ctx context.Context) ([]Number, error)
+	// FindNumber returns the number with exactly this E.164 value, or ErrNumberNotFound.
+	FindNumber(ctx context.Context, e164 string) (Number, error)
+	// FetchNumber reads one number by SID.
+	FetchNumber(ctx context.Context, sid string) (Number, error)
+	// UpdateRouting writes the non-nil fields of u and returns the number as Twilio has it after.
+	UpdateRouting(ctx context.Context, sid string, u RoutingUpdate) (Number, error)
+}
+
+// Config says how to reach one Twilio account.
+type Config struct {
+	// AccountSID is the account whose numbers are managed (AC…).
+	AccountSID string
+	// Username and Password authenticate REST calls: the account SID and auth
+	// token, or an API key SID (SK…) and its secret.
+	Username, Password string
+	// APIURL, when set, replaces https://api.twilio.com (scheme and host).
+	APIURL string
+	// Edge and Region select Twilio's edge location and region.
+	Edge, Region string
+	// MaxConcurrent caps in-flight requests to this account (default 10).
+	MaxConcurrent int
+	// Timeout bounds one HTTP request (default 10s).
+	Timeout time.Duration
+	// MaxRetries is how often a 429 is retried inside the client before it is
+	// returned as ClassWait (default 4).
+	MaxRetries int
+	// Transport is the base HTTP transport (default http.DefaultTransport).
+	Transport http.RoundTripper
+}
+
+// REST is the twilio-go backed Client.
+type REST struct {
+	cfg     Config
+	base    twclient.Client
+	baseURL *url.URL
+	sem     chan struct{}
+	// backoff returns how long to wait before retry n (0-based) after a 429.
+	backoff func(n int) time.Duration
+}
+
+var _ Client = (*REST)(nil)
+
+// New validates cfg and builds a client. It makes no request.
+func New(cfg Config) (*REST, error) {
+	if cfg.AccountSID == "" || cfg.Username == "" || cfg.Password == "" {
+		return nil, errors.New("account SID, username and password are required")
+	}
+	if cfg.MaxConcurrent <= 0 {
+		cfg.MaxConcurrent = 10
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	if cfg.MaxRetries < 0 {
+		cfg.MaxRetries = 0
+	} else if cfg.MaxRetries == 0 {
+		cfg.MaxRetries = 4
+	}
+	if cfg.Transport == nil {
+		cfg.Transport = http.DefaultTransport
+	}
+	r := &REST{cfg: cfg, sem: make(chan struct{}, cfg.MaxConcurrent), backoff: jitteredBackoff}
+	if cfg.APIURL != "" {
+		u, err := url.Parse(cfg.APIURL)
+		if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+			return nil, fmt.Errorf("API URL %q: want http(s)://host[:port]", cfg.APIURL)
+		}
+		r.baseURL = u
+	}
+	r.base = twclient.Client{Credentials: twclient.NewCredentials(cfg.Username, cfg.Password)}
+	r.base.SetAccountSid(cfg.AccountSID)
+	return r, nil
+}
+
+// jitteredBackoff: 100ms, 200ms, 400ms … capped at 3s, each with ±50% jitter.
+func jitteredBackoff(n int) time.Duration {
+	d := 100 * time.Millisecond << min(n, 5)
+	d = min(d, 3*time.Second)
+	return d/2 + rand.N(d)
+}
+
+// api returns a twilio-go service whose HTTP requests carry ctx and go to the
+// configured base URL. twilio-go's methods take no context, so the context
+// is attached in the transport of a per-call copy of the (small) client.
+func (r *REST) api(ctx context.Context) *openapi.ApiService {
+	c := r.base
+	c.HTTPClient = &http.Client{
+		Transport: &callTransport{ctx: ctx, base: r.cfg.Transport, target: r.baseURL},
+		Timeout:   r.cfg.Timeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
+	}
+	h := twclient.NewRequestHandler(&c)
+	h.Edge, h.Region = r.cfg.Edge, r.cfg.Region
+	return openapi.NewApiService(h)
+}
+
+type callTransport struct {
+	ctx    context.Context
+	base   http.RoundTripper
+	target *url.URL
+}
+
+func (t *callTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	req = req.Clone(t.ctx)
+	if t.target != nil {
+		req.URL.Scheme, req.URL.Host = t.target.Scheme, t.target.Host
+		req.Host = t.target.Host
+	}
+	return t.base.RoundTrip(req)
+}
+
+// do runs one Twilio call inside the account's concurrency budget, retrying
+// 429s with jittered backoff (the slot is released while waiting).
+func (r *REST) do(ctx context.Context, kind, op string, call func(*openapi.ApiService) error) error {
+	for attempt := 0; ; attempt++ {
+		select {
+		case r.sem <- struct{}{}:
+		case <-ctx.Done():
+			return &Error{Op: op, Class: ClassTransient, Err: ctx.Err()}
+		}
+		start := time.Now()
+		err := classify(op, call(r.api(ctx)))
+		<-r.sem
+		observe(r.cfg.AccountSID, kind, err, time.Since(start))
+		if err == nil || ClassOf(err) != ClassWait || attempt >= r.cfg.MaxRetries {
+			return err
+		}
+		t := time.NewTimer(r.backoff(attempt))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		}
+	}
+}
+
+// VerifyAccount implements Client.
+func (r *REST) VerifyAccount(ctx context.Context) (AccountInfo, error) {
+	var info AccountInfo
+	err := r.do(ctx, "FetchAccount", "fetch account", func(api *openapi.ApiService) error {
+		a, err := api.FetchAccount(r.cfg.AccountSID)
+		if err != nil {
+			return err
+		}
+		info = AccountInfo{SID: str(a.Sid), FriendlyName: str(a.FriendlyName), Type: str(a.Type), Status: str(a.Status)}
+		return nil
+	})
+	return info, err
+}
+
+// ListNumbers implements Client.
+func (r *REST) ListNumbers(ctx context.Context) ([]Number, error) {
+	return r.list(ctx, "ListNumbers", "list IncomingPhoneNumbers", "")
+}
+
+// FindNumber implements Client. Twilio's PhoneNumber filter also matches
+// partial numbers, so the result is compared exactly.
+func (r *REST) FindNumber(ctx context.Context, e164 string) (Number, error) {
+	nums, err := r.list(ctx, "FindNumber", "find IncomingPhoneNumber "+e164, e164)
+	if err != nil {
+		return Number{}, err
+	}
+	for _, n := range nums {
+		if n.PhoneNumber == e164 {
+			return n, nil
+		}
+	}
+	return Number{}, fmt.Errorf("find %s: %w", e164, ErrNumberNotFound)
+}
+
+func (r *REST) list(ctx context.Context, kind, op, filter string) ([]Number, error) {
+	var out []Number
+	err := r.do(ctx, kind, op, func(api *openapi.ApiService) error {
+		p := &openapi.ListIncomingPhoneNumberParams{}
+		p.SetPathAccountSid(r.cfg.AccountSID)
+		p.SetPageSize(1000)
+		if filter != "" {
+			p.SetPhoneNumber(filter)
+		}
+		res, err := api.ListIncomingPhoneNumber(p)
+		if err != nil {
+			return err
+		}
+		out = make([]Number, 0, len(res))
+		for i := range res {
+			out = append(out, numberFrom(&res[i]))
+		}
+		return nil
+	})
+	return out, err
+}
+
+// FetchNumber implements Client.
+func (r *REST) FetchNumber(ctx context.Context, sid string) (Number, error) {
+	var n Number
+	err := r.do(ctx, "FetchNumber", "fetch IncomingPhoneNumber "+sid, func(api *openapi.ApiService) error {
+		p := &openapi.FetchIncomingPhoneNumberParams{}
+		p.SetPathAccountSid(r.cfg.AccountSID)
+		res, err := api.FetchIncomingPhoneNumber(sid, p)
+		if err != nil {
+			return err
+		}
+		n = numberFrom(res)
+		return nil
+	})
+	return n, err
+}
+
+// UpdateRouting implements Client.
+func (r *REST) UpdateRouting(ctx context.Context, sid string, u RoutingUpdate) (Number, error) {
+	var n Number
+	err := r.do(ctx, "UpdateNumber", "update IncomingPhoneNumber "+sid, func(api *openapi.ApiService) error {
+		res, err := api.UpdateIncomingPhoneNumber(sid, updateParams(r.cfg.AccountSID, u))
+		if err != nil {
+			return err
+		}
+		n = numberFrom(res)
+		return nil
+	})
+	return n, err
+}
