@@ -69,7 +69,7 @@ func (r *TwilioPhoneNumberReconciler) Reconcile(ctx context.Context, req ctrl.Re
 	defer func() {
 		obj.Status.ObservedGeneration = obj.Generation
 		if err := r.patchStatus(ctx, s); err != nil && !apierrors.IsNotFound(err) {
-			retErr = kerrors.NewAggregate([]error{retErr, err})
+			res, retErr = ctrl.Result{}, kerrors.NewAggregate([]error{retErr, err})
 		}
 	}()
 
@@ -143,8 +143,8 @@ func (r *TwilioPhoneNumberReconciler) reconcileDelete(ctx context.Context, s *nu
 	return ctrl.Result{}, r.removeFinalizer(ctx, s)
 }
 
-// olderOwner returns the TwilioPhoneNumber that owns the same number and was
-// created first (ties broken by namespace/name), or nil when obj owns it.
+// olderOwner returns the TwilioPhoneNumber that owns the same number ahead of
+// obj, or nil when obj owns it. See ownsBefore for the order.
 func (r *TwilioPhoneNumberReconciler) olderOwner(ctx context.Context, obj *twiliov1.TwilioPhoneNumber) (*twiliov1.TwilioPhoneNumber, error) {
 	var list twiliov1.TwilioPhoneNumberList
 	if err := r.List(ctx, &list, client.MatchingFields{IndexPhoneNumber: obj.Spec.PhoneNumber}); err != nil {
@@ -152,18 +152,30 @@ func (r *TwilioPhoneNumberReconciler) olderOwner(ctx context.Context, obj *twili
 	}
 	for i := range list.Items {
 		other := &list.Items[i]
-		if other.UID != obj.UID && olderThan(other, obj) {
+		if other.UID != obj.UID && ownsBefore(other, obj) {
 			return other, nil
 		}
 	}
 	return nil, nil
 }
 
-func olderThan(a, b *twiliov1.TwilioPhoneNumber) bool {
+// ownsBefore orders claims on one number: an object holding a saved original
+// (it took the number over) is never displaced; otherwise the older object
+// wins, and objects created in the same second (the timestamp's resolution)
+// are ordered by namespace/name.
+func ownsBefore(a, b *twiliov1.TwilioPhoneNumber) bool {
+	if ha, hb := holdsOriginal(a), holdsOriginal(b); ha != hb {
+		return ha
+	}
 	if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
 		return a.CreationTimestamp.Before(&b.CreationTimestamp)
 	}
 	return client.ObjectKeyFromObject(a).String() < client.ObjectKeyFromObject(b).String()
+}
+
+func holdsOriginal(n *twiliov1.TwilioPhoneNumber) bool {
+	_, annotated := n.Annotations[twiliov1.AnnotationSavedRouting]
+	return n.Status.SavedRouting != nil || annotated
 }
 
 func (r *TwilioPhoneNumberReconciler) markConflict(obj, owner *twiliov1.TwilioPhoneNumber) {

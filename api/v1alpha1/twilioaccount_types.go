@@ -14,7 +14,8 @@ type SecretReference struct {
 // TwilioAccountSpec identifies a Twilio account (or subaccount) and how to reach its API.
 type TwilioAccountSpec struct {
 	// AccountSID is the Twilio account SID (AC followed by 32 hex digits).
-	// +kubebuilder:validation:Pattern=`^AC[0-9a-fA-F]{32}$`
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('^AC[0-9a-fA-F]{32}$')",message="accountSid must be a Twilio account SID: AC followed by 32 hexadecimal characters, as shown in the Twilio Console"
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="accountSid is immutable; create a new TwilioAccount instead"
 	AccountSID string `json:"accountSid"`
 

@@ -56,7 +56,8 @@ type TwilioPhoneNumberSpec struct {
 	AccountRef LocalObjectReference `json:"accountRef"`
 
 	// PhoneNumber in E.164 form, for example +14155550100. Immutable.
-	// +kubebuilder:validation:Pattern=`^\+[1-9][0-9]{1,14}$`
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[+][1-9][0-9]{1,14}$')",message="phoneNumber must be in E.164 form: a plus sign, the country code and the number, digits only, at most 15 digits (for example +14155550100)"
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="phoneNumber is immutable; create a new TwilioPhoneNumber for another number"
 	PhoneNumber string `json:"phoneNumber"`
 

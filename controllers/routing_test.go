@@ -1,0 +1,125 @@
+package controllers
+
+import (
+	"errors"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	twiliov1 "github.com/loquent/twilio-voice-operator/api/v1alpha1"
+	"github.com/loquent/twilio-voice-operator/internal/twilio"
+)
+
+const ours = "https://voice.example.com/twilio/voice"
+
+func TestRoutesTo(t *testing.T) {
+	tests := []struct {
+		name string
+		r    twilio.Routing
+		want bool
+	}{
+		{"ours", twilio.Routing{VoiceURL: ours, VoiceMethod: "POST"}, true},
+		{"ours, method unset", twilio.Routing{VoiceURL: ours}, true},
+		{"ours by GET", twilio.Routing{VoiceURL: ours, VoiceMethod: "GET"}, false},
+		{"other URL", twilio.Routing{VoiceURL: "https://x/voice"}, false},
+		{"application wins over our URL", twilio.Routing{VoiceURL: ours, VoiceApplicationSID: "AP1"}, false},
+		{"trunk wins over our URL", twilio.Routing{VoiceURL: ours, TrunkSID: "TK1"}, false},
+	}
+	for _, tt := range tests {
+		if got := routesTo(tt.r, ours); got != tt.want {
+			t.Errorf("%s: routesTo = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestOriginalNeverHoldsOurURL(t *testing.T) {
+	s := originalFrom(twilio.Routing{VoiceURL: ours, VoiceApplicationSID: "AP1"}, ours)
+	if s.VoiceURL != "" || s.VoiceApplicationSID != "AP1" {
+		t.Errorf("saved %+v", s)
+	}
+	s = originalFrom(twilio.Routing{VoiceURL: "https://old", VoiceMethod: "GET", TrunkSID: "TK1"}, ours)
+	if s.VoiceURL != "https://old" || s.VoiceMethod != "GET" || s.TrunkSID != "TK1" {
+		t.Errorf("saved %+v", s)
+	}
+}
+
+func TestTakeoverClearsOnlyWhatTakesPrecedence(t *testing.T) {
+	u := takeoverUpdate(twilio.Routing{VoiceURL: "https://old"}, ours)
+	if *u.VoiceURL != ours || *u.VoiceMethod != "POST" || u.VoiceApplicationSID != nil || u.TrunkSID != nil || u.VoiceFallbackURL != nil {
+		t.Errorf("plain takeover %+v", u)
+	}
+	u = takeoverUpdate(twilio.Routing{VoiceApplicationSID: "AP1", TrunkSID: "TK1"}, ours)
+	if u.VoiceApplicationSID == nil || *u.VoiceApplicationSID != "" || u.TrunkSID == nil || *u.TrunkSID != "" {
+		t.Errorf("takeover over app+trunk must clear both: %+v", u)
+	}
+}
+
+func TestRestoreSendsExplicitEmpties(t *testing.T) {
+	u := restoreUpdate(twiliov1.SavedRouting{VoiceApplicationSID: "AP1", VoiceMethod: "POST"})
+	for name, f := range map[string]*string{"VoiceURL": u.VoiceURL, "VoiceFallbackURL": u.VoiceFallbackURL, "StatusCallback": u.StatusCallback, "TrunkSID": u.TrunkSID} {
+		if f == nil || *f != "" {
+			t.Errorf("%s must be sent as an explicit empty value, got %v", name, f)
+		}
+	}
+	if u.VoiceApplicationSID == nil || *u.VoiceApplicationSID != "AP1" || *u.VoiceMethod != "POST" {
+		t.Errorf("restore %+v", u)
+	}
+	if u.VoiceFallbackMethod != nil || u.StatusCallbackMethod != nil {
+		t.Error("an empty method must not be sent (Twilio rejects it)")
+	}
+	if !matchesSaved(twilio.Routing{VoiceApplicationSID: "AP1", VoiceMethod: "post"}, twiliov1.SavedRouting{VoiceApplicationSID: "AP1", VoiceMethod: "POST"}) {
+		t.Error("matchesSaved should ignore method case")
+	}
+	if matchesSaved(twilio.Routing{VoiceURL: ours}, twiliov1.SavedRouting{}) {
+		t.Error("our URL does not match an empty saved routing")
+	}
+}
+
+func TestSavedAnnotationRoundTrip(t *testing.T) {
+	in := twiliov1.SavedRouting{VoiceURL: "", VoiceApplicationSID: "AP1", StatusCallback: "https://s"}
+	out, err := savedFromAnnotation(map[string]string{twiliov1.AnnotationSavedRouting: savedAnnotation(in)})
+	if err != nil || out == nil || *out != in {
+		t.Fatalf("round trip %+v %v", out, err)
+	}
+	if out, err := savedFromAnnotation(nil); out != nil || err != nil {
+		t.Errorf("absent annotation: %v %v", out, err)
+	}
+	if _, err := savedFromAnnotation(map[string]string{twiliov1.AnnotationSavedRouting: "{"}); err == nil {
+		t.Error("garbage annotation decoded")
+	}
+}
+
+func TestSyncedCondition(t *testing.T) {
+	tests := []struct {
+		err    error
+		status metav1.ConditionStatus
+		reason string
+	}{
+		{nil, metav1.ConditionTrue, twiliov1.ReasonSynced},
+		{&twilio.Error{Op: "x", Class: twilio.ClassWait, Status: 429, Code: 20429, Err: errors.New("busy")}, metav1.ConditionFalse, twiliov1.ReasonRateLimited},
+		{&twilio.Error{Op: "x", Class: twilio.ClassTerminal, Status: 400, Code: 21502, Err: errors.New("bad")}, metav1.ConditionFalse, twiliov1.ReasonTwilioRejected},
+		{errors.New("connection reset"), metav1.ConditionFalse, twiliov1.ReasonTwilioAPIError},
+	}
+	for _, tt := range tests {
+		s, r, msg := syncedCondition(tt.err)
+		if s != tt.status || r != tt.reason || msg == "" || msg[0] < 'A' || msg[0] > 'Z' {
+			t.Errorf("syncedCondition(%v) = %s %s %q", tt.err, s, r, msg)
+		}
+	}
+}
+
+func TestSetConditionReportsChanges(t *testing.T) {
+	var conds []metav1.Condition
+	if !setCondition(&conds, 1, "Ready", metav1.ConditionFalse, "Progressing", "a") {
+		t.Error("first set is a change")
+	}
+	if setCondition(&conds, 2, "Ready", metav1.ConditionFalse, "Progressing", "b") {
+		t.Error("same status and reason is not a change")
+	}
+	if conds[0].ObservedGeneration != 2 || conds[0].Message != "b" {
+		t.Errorf("condition not updated: %+v", conds[0])
+	}
+	if !setCondition(&conds, 2, "Ready", metav1.ConditionTrue, "Configured", "c") {
+		t.Error("status change not reported")
+	}
+}
