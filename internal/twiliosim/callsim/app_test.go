@@ -1,0 +1,245 @@
+package callsim
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/twilio/twilio-go/client"
+)
+
+const (
+	testToken   = "secretToken0123456789"
+	testAccount = "AC0123456789abcdef0123456789abcdef"
+	publicHost  = "voice.example.com"
+	publicBase  = "https://" + publicHost
+	voiceURL    = publicBase + "/voice"
+	streamURL   = "wss://" + publicHost + "/stream"
+	callbackURL = publicBase + "/recording"
+)
+
+// signedForm is one webhook request as the fake app saw it.
+type signedForm struct {
+	method string
+	form   url.Values
+	sigOK  bool // twilio-go's RequestValidator accepted the signature
+}
+
+// fakeApp plays a Twilio voice application behind https://voice.example.com.
+// It checks every signature with twilio-go's own RequestValidator, so the
+// simulator's signing is checked by independent code.
+type fakeApp struct {
+	token       string
+	twiml       string
+	wsSignedURL string // the URL the upgrade signature is checked against
+	// markOnStart: send a mark after start and close the stream once the
+	// mark comes back (the "agent hangs up" path).
+	markOnStart bool
+	// firstMedia, when set, is closed when the first caller frame arrives.
+	firstMedia chan struct{}
+	// handler, when set, replaces the app entirely.
+	handler http.Handler
+
+	srv *httptest.Server
+
+	mu         sync.Mutex
+	voice      []signedForm
+	recordings []signedForm
+	upgrades   int
+	wsSigOK    bool
+	msgs       [][]byte // stream messages received, in order
+}
+
+// newFakeApp starts the app; configure runs before the server starts, so
+// handlers read the settings without racing.
+func newFakeApp(t testing.TB, twiml string, configure ...func(*fakeApp)) *fakeApp {
+	t.Helper()
+	a := &fakeApp{token: testToken, twiml: twiml, wsSignedURL: streamURL}
+	for _, f := range configure {
+		f(a)
+	}
+	if a.handler != nil {
+		a.srv = httptest.NewServer(a.handler)
+		t.Cleanup(a.srv.Close)
+		return a
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /voice", a.handleVoice)
+	mux.HandleFunc("/recording", a.handleRecording)
+	mux.HandleFunc("GET /stream", a.handleStream)
+	a.srv = httptest.NewServer(mux)
+	t.Cleanup(a.srv.Close)
+	return a
+}
+
+// rewrite delivers requests for the public host to the test server.
+func (a *fakeApp) rewrite(u *url.URL) *url.URL {
+	if u.Host != publicHost {
+		return u
+	}
+	target, _ := url.Parse(a.srv.URL)
+	switch u.Scheme {
+	case "https":
+		u.Scheme = "http"
+	case "wss":
+		u.Scheme = "ws"
+	}
+	u.Host = target.Host
+	return u
+}
+
+func (a *fakeApp) call() Call {
+	return Call{
+		VoiceURL:    voiceURL,
+		AuthToken:   testToken,
+		AccountSID:  testAccount,
+		From:        "+14155550100",
+		To:          "+14155550199",
+		FramePeriod: -1,
+		RewriteURL:  a.rewrite,
+	}
+}
+
+func (a *fakeApp) handleVoice(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	rv := client.NewRequestValidator(a.token)
+	ok := rv.ValidateBody(publicBase+r.URL.RequestURI(), body, r.Header.Get("X-Twilio-Signature"))
+	form, _ := url.ParseQuery(string(body))
+	a.mu.Lock()
+	a.voice = append(a.voice, signedForm{method: r.Method, form: form, sigOK: ok})
+	a.mu.Unlock()
+	if !ok {
+		http.Error(w, "invalid signature", http.StatusForbidden)
+		return
+	}
+	w.Header().Set("Content-Type", "text/xml")
+	_, _ = io.WriteString(w, a.twiml)
+}
+
+func (a *fakeApp) handleRecording(w http.ResponseWriter, r *http.Request) {
+	rv := client.NewRequestValidator(a.token)
+	sig := r.Header.Get("X-Twilio-Signature")
+	full := publicBase + r.URL.RequestURI()
+	var sf signedForm
+	if r.Method == http.MethodGet {
+		sf = signedForm{method: r.Method, form: r.URL.Query(), sigOK: rv.Validate(full, map[string]string{}, sig)}
+	} else {
+		body, _ := io.ReadAll(r.Body)
+		form, _ := url.ParseQuery(string(body))
+		sf = signedForm{method: r.Method, form: form, sigOK: rv.ValidateBody(full, body, sig)}
+	}
+	a.mu.Lock()
+	a.recordings = append(a.recordings, sf)
+	a.mu.Unlock()
+	if !sf.sigOK {
+		http.Error(w, "invalid signature", http.StatusForbidden)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// handleStream plays the application side of a Media Stream: it echoes every
+// caller frame, sends a clear after the first one, and closes the stream
+// after stop (or, with markOnStart, once its mark is echoed).
+func (a *fakeApp) handleStream(w http.ResponseWriter, r *http.Request) {
+	rv := client.NewRequestValidator(a.token)
+	ok := rv.Validate(a.wsSignedURL, map[string]string{}, r.Header.Get("X-Twilio-Signature"))
+	a.mu.Lock()
+	a.upgrades++
+	a.wsSigOK = ok
+	a.mu.Unlock()
+	if !ok {
+		http.Error(w, "invalid signature", http.StatusForbidden)
+		return
+	}
+	up := websocket.Upgrader{}
+	conn, err := up.Upgrade(w, r, nil)
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+
+	closeStream := func() {
+		msg := websocket.FormatCloseMessage(websocket.CloseNormalClosure, "bye")
+		_ = conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
+		for {
+			if _, _, err := conn.ReadMessage(); err != nil {
+				return
+			}
+		}
+	}
+	var sid string
+	frames := 0
+	for {
+		_, data, err := conn.ReadMessage()
+		if err != nil {
+			return
+		}
+		a.mu.Lock()
+		a.msgs = append(a.msgs, data)
+		a.mu.Unlock()
+		var m struct {
+			Event     string `json:"event"`
+			StreamSid string `json:"streamSid"`
+			Media     struct {
+				Payload string `json:"payload"`
+			} `json:"media"`
+		}
+		if json.Unmarshal(data, &m) != nil {
+			continue
+		}
+		switch m.Event {
+		case "start":
+			sid = m.StreamSid
+			if a.markOnStart {
+				_ = conn.WriteJSON(map[string]any{"event": "mark", "streamSid": sid, "mark": map[string]string{"name": "greeting"}})
+			}
+		case "media":
+			frames++
+			if frames == 1 && a.firstMedia != nil {
+				close(a.firstMedia)
+			}
+			_ = conn.WriteJSON(map[string]any{"event": "media", "streamSid": sid, "media": map[string]string{"payload": m.Media.Payload}})
+			if frames == 1 {
+				_ = conn.WriteJSON(map[string]any{"event": "clear", "streamSid": sid})
+			}
+		case "mark":
+			if a.markOnStart {
+				closeStream()
+				return
+			}
+		case "stop":
+			closeStream()
+			return
+		}
+	}
+}
+
+// snapshot returns copies of what the app recorded.
+func (a *fakeApp) snapshot() (voice, recordings []signedForm, upgrades int, wsSigOK bool, msgs []map[string]any) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, raw := range a.msgs {
+		var m map[string]any
+		_ = json.Unmarshal(raw, &m)
+		msgs = append(msgs, m)
+	}
+	return append([]signedForm(nil), a.voice...), append([]signedForm(nil), a.recordings...), a.upgrades, a.wsSigOK, msgs
+}
+
+// rawMessages returns the stream messages exactly as received.
+func (a *fakeApp) rawMessages() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]string, len(a.msgs))
+	for i, m := range a.msgs {
+		out[i] = string(m)
+	}
+	return out
+}

@@ -1,0 +1,20 @@
+// Package callsim places simulated inbound calls the way Twilio does, so the
+// webhook server (or any Twilio voice application) can be exercised without a
+// Twilio account.
+//
+// One call is: a signed POST of the voice webhook to the number's voice URL;
+// parsing the TwiML answer; for <Connect><Stream>, a signed WebSocket
+// connection speaking Twilio's Media Streams protocol (connected, start,
+// paced media frames, dtmf, mark echoes, stop); and, when the TwiML started a
+// <Recording> with a recordingStatusCallback, the signed recording status
+// callback once the call has ended.
+//
+// Facts about the wire format come from shared/reference/twilio-facts.md
+// (§2.5 signatures, §4 TwiML, §5 Media Streams, §6 webhook parameters). Where
+// Twilio's behaviour is unconfirmed the simulator picks the strict reading and
+// says so on the identifier concerned.
+//
+// The package deliberately does not depend on the REST emulator in the parent
+// package: callers pass the voice URL and auth token of the number they want
+// to call.
+package callsim

@@ -1,0 +1,160 @@
+package callsim
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+const (
+	// maxTwiMLBytes is Twilio's TwiML document size limit (64 KB).
+	maxTwiMLBytes = 64 << 10
+	// userAgent is what Twilio's webhook requests carry.
+	userAgent = "TwilioProxy/1.1"
+)
+
+// postVoice sends the inbound-call voice webhook and parses its TwiML.
+func postVoice(ctx context.Context, c Call, res *Result) (twimlDoc, error) {
+	form := url.Values{
+		"CallSid":    {c.CallSID},
+		"AccountSid": {c.AccountSID},
+		"From":       {c.From},
+		"To":         {c.To},
+		"Caller":     {c.From},
+		"Called":     {c.To},
+		"CallStatus": {"ringing"},
+		"Direction":  {"inbound"},
+		"ApiVersion": {"2010-04-01"},
+	}
+	resp, body, err := signedRequest(ctx, c, http.MethodPost, c.VoiceURL, form, maxTwiMLBytes)
+	if err != nil {
+		return twimlDoc{}, fmt.Errorf("voice webhook: %w", err)
+	}
+	res.VoiceStatus = resp.StatusCode
+	res.TwiML = string(body)
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return twimlDoc{}, fmt.Errorf("voice webhook answered %d (Twilio error 11200): %w", resp.StatusCode, ErrWebhookFailed)
+	}
+	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	if mt != "text/xml" && mt != "application/xml" {
+		return twimlDoc{}, fmt.Errorf("voice webhook answered content type %q, want text/xml (Twilio error 12300): %w", mt, ErrWebhookFailed)
+	}
+	if len(body) > maxTwiMLBytes {
+		return twimlDoc{}, fmt.Errorf("voice webhook answered more than %d bytes of TwiML: %w", maxTwiMLBytes, ErrWebhookFailed)
+	}
+	doc, err := parseTwiML(body)
+	if err != nil {
+		return twimlDoc{}, fmt.Errorf("voice webhook: %w: %w", ErrWebhookFailed, err)
+	}
+	return doc, nil
+}
+
+// wantsCompletedCallback reports whether r asks for a "completed" recording
+// status callback. An empty event list means Twilio's default, completed
+// only (twilio-facts.md §6.2). The simulator sends no in-progress or absent
+// callbacks.
+func wantsCompletedCallback(r *RecordingInstruction) bool {
+	if r == nil || r.RecordingStatusCallback == "" {
+		return false
+	}
+	return len(r.RecordingStatusCallbackEvent) == 0 || slices.Contains(r.RecordingStatusCallbackEvent, "completed")
+}
+
+// postRecording sends the recording status callback for a completed
+// <Start><Recording>. RecordingChannels is always 2 and RecordingSource is
+// StartCallRecordingTwiML: both are what third-party observations of
+// <Start><Recording> report; neither is confirmed by a Twilio page.
+func postRecording(ctx context.Context, c Call, r RecordingInstruction, res *Result) error {
+	cb, err := url.Parse(r.RecordingStatusCallback)
+	if err != nil || (cb.Scheme != "https" && cb.Scheme != "http") || cb.Host == "" {
+		return fmt.Errorf("recordingStatusCallback %q: must be an absolute http(s) URL (Twilio warning 13256)", r.RecordingStatusCallback)
+	}
+	method := strings.ToUpper(r.RecordingStatusCallbackMethod)
+	if method == "" {
+		method = http.MethodPost
+	}
+	if method != http.MethodPost && method != http.MethodGet {
+		return fmt.Errorf("recordingStatusCallbackMethod %q: must be GET or POST", r.RecordingStatusCallbackMethod)
+	}
+
+	res.RecordingSID = newSID("RE")
+	mediaMillis := res.SentMedia * frameMillis
+	duration := (mediaMillis + 999) / 1000
+	start := time.Now().UTC().Add(-time.Duration(mediaMillis) * time.Millisecond)
+	params := url.Values{
+		"AccountSid":         {c.AccountSID},
+		"CallSid":            {c.CallSID},
+		"RecordingSid":       {res.RecordingSID},
+		"RecordingUrl":       {"https://api.twilio.com/2010-04-01/Accounts/" + c.AccountSID + "/Recordings/" + res.RecordingSID},
+		"RecordingStatus":    {"completed"},
+		"RecordingDuration":  {strconv.Itoa(duration)},
+		"RecordingChannels":  {"2"},
+		"RecordingSource":    {"StartCallRecordingTwiML"},
+		"RecordingStartTime": {start.Format(time.RFC1123Z)},
+		"ErrorCode":          {"0"},
+	}
+	resp, _, err := signedRequest(ctx, c, method, r.RecordingStatusCallback, params, 1<<10)
+	if err != nil {
+		return err
+	}
+	res.RecordingCallbackStatus = resp.StatusCode
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return fmt.Errorf("answered %d: %w", resp.StatusCode, ErrWebhookFailed)
+	}
+	return nil
+}
+
+// signedRequest sends params to the public URL publicURL the way Twilio
+// does: POST as a form body, or GET with params appended to the query (and
+// the signature over the resulting URL with no params). It reads at most
+// limit+1 bytes of the answer.
+func signedRequest(ctx context.Context, c Call, method, publicURL string, params url.Values, limit int64) (*http.Response, []byte, error) {
+	signURL := signedURL(publicURL)
+	var body io.Reader
+	var sig string
+	if method == http.MethodGet {
+		sep := "?"
+		if strings.Contains(signURL, "?") {
+			sep = "&"
+		}
+		signURL += sep + params.Encode()
+		sig = Sign(c.AuthToken, signURL, nil)
+	} else {
+		body = strings.NewReader(params.Encode())
+		sig = Sign(c.AuthToken, signURL, params)
+	}
+	target, err := c.deliveryURL(signURL)
+	if err != nil {
+		return nil, nil, fmt.Errorf("URL %q: %w", publicURL, err)
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, c.WebhookTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, target, body)
+	if err != nil {
+		return nil, nil, fmt.Errorf("build request: %w", err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	req.Header.Set(SignatureHeader, sig)
+	req.Header.Set("User-Agent", userAgent)
+
+	resp, err := c.HTTPClient.Do(req)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s %s: %w", method, publicURL, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		return resp, nil, fmt.Errorf("read answer of %s: %w", publicURL, err)
+	}
+	return resp, data, nil
+}
