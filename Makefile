@@ -75,7 +75,7 @@ verify: generate manifests fmt ## Regenerate everything and fail if the tree cha
 
 .PHONY: build
 build: generate ## Build the binaries into bin/.
-	go build -o $(BIN)/manager ./cmd/manager
+	go build -o $(BIN)/ ./cmd/...
 
 .PHONY: run
 run: manifests generate ## Run the manager against the current kubeconfig (PUBLIC_URL must be set).

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -31,7 +33,18 @@ type Connection struct {
 	AccountSID string
 	Client     twilio.Client
 	Inventory  *twilio.Inventory
+
+	verifiedAt atomic.Int64 // unix nanoseconds of the last successful credential check
 }
+
+// VerifiedWithin reports whether these credentials were verified less than d ago.
+func (c *Connection) VerifiedWithin(d time.Duration) bool {
+	at := c.verifiedAt.Load()
+	return at != 0 && time.Since(time.Unix(0, at)) < d
+}
+
+// MarkVerified records a successful credential check.
+func (c *Connection) MarkVerified() { c.verifiedAt.Store(time.Now().UnixNano()) }
 
 // SecretError says why an account's credentials Secret is unusable; Reason
 // is the condition reason to report.

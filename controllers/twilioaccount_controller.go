@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -66,8 +67,20 @@ func (r *TwilioAccountReconciler) reconcileAccount(ctx context.Context, acct *tw
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	if conn.VerifiedWithin(r.PollInterval) && acct.Status.ObservedGeneration == acct.Generation &&
+		meta.IsStatusConditionTrue(acct.Status.Conditions, twiliov1.ConditionReady) {
+		// Verified this interval with these credentials (a new Secret or spec
+		// makes a new connection): only refresh the counts, from the shared inventory.
+		count, err := conn.Inventory.Count(ctx, r.PollInterval)
+		if err == nil {
+			c32 := int32(count)
+			acct.Status.NumbersInAccount = &c32
+		}
+		return ctrl.Result{RequeueAfter: r.jittered()}, nil
+	}
 	info, err := conn.Client.VerifyAccount(ctx)
 	if err == nil {
+		conn.MarkVerified()
 		var count int
 		count, err = conn.Inventory.Count(ctx, r.PollInterval)
 		c32 := int32(count)
@@ -91,7 +104,11 @@ func (r *TwilioAccountReconciler) reconcileAccount(ctx context.Context, acct *tw
 	default:
 		return ctrl.Result{}, err // keep Ready as it was; retry with backoff
 	}
-	return ctrl.Result{RequeueAfter: r.PollInterval + rand.N(r.PollInterval/5+1)}, nil
+	return ctrl.Result{RequeueAfter: r.jittered()}, nil
+}
+
+func (r *TwilioAccountReconciler) jittered() time.Duration {
+	return r.PollInterval + rand.N(r.PollInterval/5+1)
 }
 
 func (r *TwilioAccountReconciler) setReady(acct *twiliov1.TwilioAccount, status metav1.ConditionStatus, reason, msg string) {

@@ -21,7 +21,9 @@ import (
 	"github.com/loquent/twilio-voice-operator/internal/twilio"
 )
 
-// Finalizer holds a TwilioPhoneNumber until its routing was handed back.
+// Finalizer holds a TwilioPhoneNumber that saved a number's original routing
+// until that routing was handed back (or deletionPolicy is Orphan). It is
+// added in the same write that saves the original and removed with it.
 const Finalizer = "twilio.loquent.io/restore-voice-routing"
 
 // TwilioPhoneNumberReconciler points each number's Voice URL at the webhook
@@ -58,23 +60,22 @@ func (r *TwilioPhoneNumberReconciler) Reconcile(ctx context.Context, req ctrl.Re
 	if err := r.Get(ctx, req.NamespacedName, obj); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	if obj.DeletionTimestamp.IsZero() && !controllerutil.ContainsFinalizer(obj, Finalizer) {
-		base := obj.DeepCopy()
-		controllerutil.AddFinalizer(obj, Finalizer)
-		if err := r.Patch(ctx, obj, client.MergeFrom(base)); err != nil {
-			return ctrl.Result{}, fmt.Errorf("add finalizer: %w", err)
-		}
-	}
 	s := &numberScope{obj: obj, base: obj.DeepCopy()}
 	defer func() {
 		obj.Status.ObservedGeneration = obj.Generation
-		if err := r.patchStatus(ctx, s); err != nil && !apierrors.IsNotFound(err) {
+		if err := r.patchStatus(ctx, s); err != nil {
 			res, retErr = ctrl.Result{}, kerrors.NewAggregate([]error{retErr, err})
 		}
 	}()
 
 	if err := r.recoverSaved(ctx, s); err != nil {
 		return ctrl.Result{}, err
+	}
+	if obj.DeletionTimestamp.IsZero() && holdsOriginal(obj) && !controllerutil.ContainsFinalizer(obj, Finalizer) {
+		// Restored from a backup without finalizers: guard the saved original again.
+		if err := r.patchSaved(ctx, s, obj.Annotations[twiliov1.AnnotationSavedRouting]); err != nil {
+			return ctrl.Result{}, err
+		}
 	}
 	if !obj.DeletionTimestamp.IsZero() {
 		return r.reconcileDelete(ctx, s)
@@ -352,7 +353,7 @@ func (r *TwilioPhoneNumberReconciler) ensureRestored(ctx context.Context, s *num
 // status, before any Twilio write. If either write fails nothing is sent to
 // Twilio.
 func (r *TwilioPhoneNumberReconciler) saveOriginal(ctx context.Context, s *numberScope, orig twiliov1.SavedRouting) error {
-	if err := r.patchAnnotation(ctx, s, savedAnnotation(orig)); err != nil {
+	if err := r.patchSaved(ctx, s, savedAnnotation(orig)); err != nil {
 		return fmt.Errorf("save original routing in annotation: %w", err)
 	}
 	s.obj.Status.SavedRouting = &orig
@@ -365,7 +366,7 @@ func (r *TwilioPhoneNumberReconciler) saveOriginal(ctx context.Context, s *numbe
 
 // forgetOriginal clears the saved routing after a successful restore.
 func (r *TwilioPhoneNumberReconciler) forgetOriginal(ctx context.Context, s *numberScope) error {
-	if err := r.patchAnnotation(ctx, s, ""); err != nil {
+	if err := r.patchSaved(ctx, s, ""); err != nil {
 		return fmt.Errorf("clear saved routing annotation: %w", err)
 	}
 	s.obj.Status.SavedRouting = nil
@@ -394,29 +395,31 @@ func (r *TwilioPhoneNumberReconciler) recoverSaved(ctx context.Context, s *numbe
 	return r.patchStatus(ctx, s)
 }
 
-// patchAnnotation sets (value != "") or removes the saved-routing annotation
-// with a metadata-only patch, leaving the in-memory status untouched.
-func (r *TwilioPhoneNumberReconciler) patchAnnotation(ctx context.Context, s *numberScope, value string) error {
-	cur, had := s.obj.Annotations[twiliov1.AnnotationSavedRouting]
-	if (value == "" && !had) || (had && cur == value) {
+// patchSaved writes the annotation copy of the saved routing together with
+// the finalizer that guards it (value != ""), or removes both (value == ""),
+// in one metadata-only patch that leaves the in-memory status untouched.
+func (r *TwilioPhoneNumberReconciler) patchSaved(ctx context.Context, s *numberScope, value string) error {
+	m := &twiliov1.TwilioPhoneNumber{ObjectMeta: *s.obj.ObjectMeta.DeepCopy()}
+	base := m.DeepCopy()
+	if value == "" {
+		delete(m.Annotations, twiliov1.AnnotationSavedRouting)
+		controllerutil.RemoveFinalizer(m, Finalizer)
+	} else {
+		if m.Annotations == nil {
+			m.Annotations = map[string]string{}
+		}
+		m.Annotations[twiliov1.AnnotationSavedRouting] = value
+		controllerutil.AddFinalizer(m, Finalizer)
+	}
+	if equality.Semantic.DeepEqual(base.ObjectMeta, m.ObjectMeta) {
 		return nil
 	}
-	meta := &twiliov1.TwilioPhoneNumber{ObjectMeta: *s.obj.ObjectMeta.DeepCopy()}
-	base := meta.DeepCopy()
-	if value == "" {
-		delete(meta.Annotations, twiliov1.AnnotationSavedRouting)
-	} else {
-		if meta.Annotations == nil {
-			meta.Annotations = map[string]string{}
-		}
-		meta.Annotations[twiliov1.AnnotationSavedRouting] = value
-	}
-	if err := r.Patch(ctx, meta, client.MergeFrom(base)); err != nil {
+	if err := r.Patch(ctx, m, client.MergeFrom(base)); err != nil {
 		return err
 	}
-	s.obj.Annotations = meta.Annotations
-	s.obj.ResourceVersion = meta.ResourceVersion
-	s.base.Annotations, s.base.ResourceVersion = meta.Annotations, meta.ResourceVersion
+	for _, o := range []*twiliov1.TwilioPhoneNumber{s.obj, s.base} {
+		o.Annotations, o.Finalizers, o.ResourceVersion = m.Annotations, m.Finalizers, m.ResourceVersion
+	}
 	return nil
 }
 
@@ -426,6 +429,9 @@ func (r *TwilioPhoneNumberReconciler) patchStatus(ctx context.Context, s *number
 		return nil
 	}
 	if err := r.Status().Patch(ctx, s.obj, client.MergeFrom(s.base)); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil // deleted once its finalizer went: nothing left to record
+		}
 		return fmt.Errorf("patch status of %s/%s: %w", s.obj.Namespace, s.obj.Name, err)
 	}
 	s.base = s.obj.DeepCopy()

@@ -430,7 +430,12 @@ func TestSchemaRefusesInvalidObjects(t *testing.T) {
 		wantMsg string
 	}{
 		{"E.164 without plus", func() client.Object { n := valid(); n.Spec.PhoneNumber = "4155550100"; return n }(), "spec.phoneNumber: Invalid value: \"4155550100\": phoneNumber must be in E.164 form: a plus sign, the country code and the number, digits only, at most 15 digits (for example +14155550100)"},
-		{"E.164 too long", func() client.Object { n := valid(); n.Spec.PhoneNumber = "+123456789012345"; n.Spec.PhoneNumber += "6"; return n }(), "phoneNumber must be in E.164 form"},
+		{"E.164 too long", func() client.Object {
+			n := valid()
+			n.Spec.PhoneNumber = "+123456789012345"
+			n.Spec.PhoneNumber += "6"
+			return n
+		}(), "phoneNumber must be in E.164 form"},
 		{"unknown routing", func() client.Object { n := valid(); n.Spec.VoiceRouting = "Off"; return n }(), `spec.voiceRouting: Unsupported value: "Off": supported values: "Enabled", "Disabled"`},
 		{"unknown deletion policy", func() client.Object { n := valid(); n.Spec.DeletionPolicy = "Release"; return n }(), `supported values: "Restore", "Orphan"`},
 		{"agent not a websocket", func() client.Object {

@@ -1,0 +1,41 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseFlags(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		wantErr string
+	}{
+		{"missing public URL", nil, "--public-url is required"},
+		{"http public URL", []string{"--public-url=http://voice.example.com"}, "--public-url \"http://voice.example.com\" must use https"},
+		{"public URL with path", []string{"--public-url=https://voice.example.com/twilio"}, "--public-url \"https://voice.example.com/twilio\" must be only scheme and host"},
+		{"poll too short", []string{"--public-url=https://v.example.com", "--poll-interval=1s"}, "--poll-interval 1s is below the 10s minimum"},
+		{"no workers", []string{"--public-url=https://v.example.com", "--max-concurrent-reconciles=0"}, "--max-concurrent-reconciles must be at least 1"},
+		{"unknown flag", []string{"--public-url=https://v.example.com", "--bogus"}, "flag provided but not defined: -bogus"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := parseFlags(tt.args)
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("err = %v, want one containing %q", err, tt.wantErr)
+			}
+		})
+	}
+
+	c, err := parseFlags([]string{"--public-url=https://voice.example.com/", "--poll-interval=2m", "--leader-elect"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.publicURL != "https://voice.example.com" || c.pollInterval != 2*time.Minute || !c.leaderElect || c.concurrentReconciles != 16 {
+		t.Errorf("parsed %+v", c)
+	}
+	if c, err := parseFlags([]string{"--public-url=http://127.0.0.1:8080", "--allow-http-public-url"}); err != nil || c.publicURL != "http://127.0.0.1:8080" {
+		t.Errorf("http with --allow-http-public-url: %q %v", c.publicURL, err)
+	}
+}
