@@ -65,6 +65,20 @@ func addTwilioNumber(e164 string, mutate func(*twiliosim.Number)) twiliosim.Numb
 	return emulator.AddNumber(n)
 }
 
+// newScenario makes a namespace with a TwilioAccount for the emulated account
+// and a fresh number in Twilio, shaped by mutate.
+func newScenario(t *testing.T, mutate func(*twiliosim.Number)) (ns, acct, e164 string, tw twiliosim.Number) {
+	t.Helper()
+	ns = newNamespace(t)
+	acct = createAccount(t, ns, testAuthToken)
+	e164 = nextE164()
+	return ns, acct, e164, addTwilioNumber(e164, mutate)
+}
+
+func withURL(url string) func(*twiliosim.Number) {
+	return func(n *twiliosim.Number) { n.VoiceURL = url }
+}
+
 func createNumber(t *testing.T, ns, name, account, e164 string, mutate func(*twiliov1.TwilioPhoneNumber)) {
 	t.Helper()
 	n := &twiliov1.TwilioPhoneNumber{

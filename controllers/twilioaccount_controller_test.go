@@ -10,7 +10,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	twiliov1 "github.com/loquent/twilio-voice-operator/api/v1alpha1"
-	"github.com/loquent/twilio-voice-operator/internal/twiliosim"
 )
 
 func accountReady(g Gomega, ns, name string) (string, string, *twiliov1.TwilioAccount) {
@@ -22,10 +21,7 @@ func accountReady(g Gomega, ns, name string) (string, string, *twiliov1.TwilioAc
 
 func TestAccountReportsWhatTwilioSays(t *testing.T) {
 	g := NewWithT(t)
-	ns := newNamespace(t)
-	acct := createAccount(t, ns, testAuthToken)
-	e164 := nextE164()
-	addTwilioNumber(e164, func(n *twiliosim.Number) { n.VoiceURL = originalURL })
+	ns, acct, e164, _ := newScenario(t, withURL(originalURL))
 	createNumber(t, ns, "n", acct, e164, nil)
 
 	g.Eventually(func(g Gomega) {
@@ -48,7 +44,7 @@ func TestAccountSecretProblemsSayWhatToFix(t *testing.T) {
 	ns := newNamespace(t)
 	acct := &twiliov1.TwilioAccount{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "main"},
-		Spec: twiliov1.TwilioAccountSpec{AccountSID: testAccountSID, CredentialsSecretRef: twiliov1.SecretReference{Name: "creds"}, APIURL: simURL},
+		Spec:       twiliov1.TwilioAccountSpec{AccountSID: testAccountSID, CredentialsSecretRef: twiliov1.SecretReference{Name: "creds"}, APIURL: simURL},
 	}
 	g.Expect(k8s.Create(ctx, acct)).To(Succeed())
 	g.Eventually(func(g Gomega) string {

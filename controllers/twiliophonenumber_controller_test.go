@@ -53,10 +53,7 @@ func TestConfigureSavesOriginalAndPointsAtWebhook(t *testing.T) {
 // (b) A number with no URL: previousVoiceURL present and empty; restore sends an explicit empty VoiceUrl.
 func TestConfigureNumberWithoutURLRestoresEmpty(t *testing.T) {
 	g := NewWithT(t)
-	ns := newNamespace(t)
-	acct := createAccount(t, ns, testAuthToken)
-	e164 := nextE164()
-	tw := addTwilioNumber(e164, nil)
+	ns, acct, e164, tw := newScenario(t, nil)
 	createNumber(t, ns, "blank", acct, e164, nil)
 
 	n := waitReady(t, ns, "blank", metav1.ConditionTrue, twiliov1.ReasonConfigured)
@@ -85,10 +82,7 @@ func TestConfigureNumberWithoutURLRestoresEmpty(t *testing.T) {
 // (c) Routing Disabled hands the number back and keeps the object; Enabled takes it again.
 func TestDisableRestoresAndKeepsObject(t *testing.T) {
 	g := NewWithT(t)
-	ns := newNamespace(t)
-	acct := createAccount(t, ns, testAuthToken)
-	e164 := nextE164()
-	tw := addTwilioNumber(e164, func(n *twiliosim.Number) { n.VoiceURL, n.VoiceMethod = originalURL, "GET" })
+	ns, acct, e164, tw := newScenario(t, func(n *twiliosim.Number) { n.VoiceURL, n.VoiceMethod = originalURL, "GET" })
 	createNumber(t, ns, "n", acct, e164, nil)
 	waitReady(t, ns, "n", metav1.ConditionTrue, twiliov1.ReasonConfigured)
 
@@ -112,8 +106,8 @@ func TestDeletePolicies(t *testing.T) {
 	acct := createAccount(t, ns, testAuthToken)
 
 	restoreNum, orphanNum := nextE164(), nextE164()
-	twR := addTwilioNumber(restoreNum, func(n *twiliosim.Number) { n.VoiceURL = originalURL })
-	twO := addTwilioNumber(orphanNum, func(n *twiliosim.Number) { n.VoiceURL = originalURL })
+	twR := addTwilioNumber(restoreNum, withURL(originalURL))
+	twO := addTwilioNumber(orphanNum, withURL(originalURL))
 	createNumber(t, ns, "restore", acct, restoreNum, nil)
 	createNumber(t, ns, "orphan", acct, orphanNum, func(n *twiliov1.TwilioPhoneNumber) {
 		n.Spec.DeletionPolicy = twiliov1.DeletionPolicyOrphan
@@ -191,10 +185,7 @@ func TestTrunkNumberUntouchedUnlessAllowed(t *testing.T) {
 // (f1) The Twilio write fails right after the save: the original is kept and restored at the end.
 func TestCrashAfterSaveBeforeWrite(t *testing.T) {
 	g := NewWithT(t)
-	ns := newNamespace(t)
-	acct := createAccount(t, ns, testAuthToken)
-	e164 := nextE164()
-	tw := addTwilioNumber(e164, func(n *twiliosim.Number) { n.VoiceURL = originalURL })
+	ns, acct, e164, tw := newScenario(t, withURL(originalURL))
 	emulator.FailNext(func(r twiliosim.Request) bool { return r.Kind == "UpdateNumber" && r.NumberSID == tw.SID },
 		twiliosim.Fault{Reset: true}, 1)
 	createNumber(t, ns, "n", acct, e164, nil)
@@ -211,10 +202,7 @@ func TestCrashAfterSaveBeforeWrite(t *testing.T) {
 // write that follows it fails once. The original must already be saved.
 func TestCrashAfterWriteLosesStatusPatch(t *testing.T) {
 	g := NewWithT(t)
-	ns := newNamespace(t)
-	acct := createAccount(t, ns, testAuthToken)
-	e164 := nextE164()
-	tw := addTwilioNumber(e164, func(n *twiliosim.Number) { n.VoiceURL = originalURL })
+	ns, acct, e164, tw := newScenario(t, withURL(originalURL))
 
 	var dropped atomic.Int32
 	setWriteHook(func(obj client.Object) error {
@@ -242,10 +230,7 @@ func TestCrashAfterWriteLosesStatusPatch(t *testing.T) {
 // (g) A wiped status is rebuilt from the annotation copy; restore still gives the original back.
 func TestStatusWipeRecoversFromAnnotation(t *testing.T) {
 	g := NewWithT(t)
-	ns := newNamespace(t)
-	acct := createAccount(t, ns, testAuthToken)
-	e164 := nextE164()
-	tw := addTwilioNumber(e164, func(n *twiliosim.Number) { n.VoiceURL = originalURL })
+	ns, acct, e164, tw := newScenario(t, withURL(originalURL))
 	createNumber(t, ns, "n", acct, e164, nil)
 	n := waitReady(t, ns, "n", metav1.ConditionTrue, twiliov1.ReasonConfigured)
 
@@ -263,10 +248,7 @@ func TestStatusWipeRecoversFromAnnotation(t *testing.T) {
 // (g) A live URL that is already ours, with nothing saved, is never recorded as the original.
 func TestOwnURLNeverSavedAsOriginal(t *testing.T) {
 	g := NewWithT(t)
-	ns := newNamespace(t)
-	acct := createAccount(t, ns, testAuthToken)
-	e164 := nextE164()
-	tw := addTwilioNumber(e164, func(n *twiliosim.Number) { n.VoiceURL = testVoiceURL })
+	ns, acct, e164, tw := newScenario(t, func(n *twiliosim.Number) { n.VoiceURL = testVoiceURL })
 	createNumber(t, ns, "n", acct, e164, nil)
 
 	n := waitReady(t, ns, "n", metav1.ConditionTrue, twiliov1.ReasonOriginalUnknown)
@@ -287,7 +269,7 @@ func TestOneOwnerPerNumber(t *testing.T) {
 	ns1, ns2 := newNamespace(t), newNamespace(t)
 	acct1, acct2 := createAccount(t, ns1, testAuthToken), createAccount(t, ns2, testAuthToken)
 	e164 := nextE164()
-	tw := addTwilioNumber(e164, func(n *twiliosim.Number) { n.VoiceURL = originalURL })
+	tw := addTwilioNumber(e164, withURL(originalURL))
 	createNumber(t, ns1, "first", acct1, e164, nil)
 	waitReady(t, ns1, "first", metav1.ConditionTrue, twiliov1.ReasonConfigured)
 	createNumber(t, ns2, "second", acct2, e164, func(n *twiliov1.TwilioPhoneNumber) {
@@ -310,10 +292,7 @@ func TestOneOwnerPerNumber(t *testing.T) {
 // (i) An out-of-band change is reported and re-applied; the saved original is unchanged.
 func TestDriftIsReappliedWithoutTouchingOriginal(t *testing.T) {
 	g := NewWithT(t)
-	ns := newNamespace(t)
-	acct := createAccount(t, ns, testAuthToken)
-	e164 := nextE164()
-	tw := addTwilioNumber(e164, func(n *twiliosim.Number) { n.VoiceURL = originalURL })
+	ns, acct, e164, tw := newScenario(t, withURL(originalURL))
 	createNumber(t, ns, "n", acct, e164, nil)
 	waitReady(t, ns, "n", metav1.ConditionTrue, twiliov1.ReasonConfigured)
 
@@ -331,7 +310,7 @@ func TestInvalidCredentials(t *testing.T) {
 	ns := newNamespace(t)
 	acct := createAccount(t, ns, "wrongToken123")
 	e164 := nextE164()
-	tw := addTwilioNumber(e164, func(n *twiliosim.Number) { n.VoiceURL = originalURL })
+	tw := addTwilioNumber(e164, withURL(originalURL))
 	createNumber(t, ns, "n", acct, e164, nil)
 
 	g.Eventually(func(g Gomega) string {
@@ -366,10 +345,7 @@ func TestNumberNotInAccount(t *testing.T) {
 // (j) A burst of 429s backs off and converges with nothing lost.
 func TestRateLimitedBackoffConverges(t *testing.T) {
 	g := NewWithT(t)
-	ns := newNamespace(t)
-	acct := createAccount(t, ns, testAuthToken)
-	e164 := nextE164()
-	tw := addTwilioNumber(e164, func(n *twiliosim.Number) { n.VoiceURL = originalURL })
+	ns, acct, e164, tw := newScenario(t, withURL(originalURL))
 	emulator.FailNext(func(r twiliosim.Request) bool { return r.NumberSID == tw.SID },
 		twiliosim.Fault{Status: http.StatusTooManyRequests, Code: 20429, Message: "Too Many Requests"}, 8)
 	createNumber(t, ns, "n", acct, e164, nil)
@@ -389,10 +365,7 @@ func TestRateLimitedBackoffConverges(t *testing.T) {
 // (j) 5xx: Synced=False TwilioAPIError while it lasts, retried, then converges.
 func TestServerErrorsRetried(t *testing.T) {
 	g := NewWithT(t)
-	ns := newNamespace(t)
-	acct := createAccount(t, ns, testAuthToken)
-	e164 := nextE164()
-	tw := addTwilioNumber(e164, func(n *twiliosim.Number) { n.VoiceURL = originalURL })
+	ns, acct, e164, tw := newScenario(t, withURL(originalURL))
 	var healed atomic.Bool
 	emulator.FailNext(func(r twiliosim.Request) bool {
 		return r.Kind == "UpdateNumber" && r.NumberSID == tw.SID && !healed.Load()
