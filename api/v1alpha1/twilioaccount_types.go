@@ -101,7 +101,3 @@ type TwilioAccountList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []TwilioAccount `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&TwilioAccount{}, &TwilioAccountList{})
-}

@@ -178,7 +178,3 @@ func (n *TwilioPhoneNumber) RecordingEnabled() bool {
 func (n *TwilioPhoneNumber) RoutingEnabled() bool {
 	return n.Spec.VoiceRouting != VoiceRoutingDisabled
 }
-
-func init() {
-	SchemeBuilder.Register(&TwilioPhoneNumber{}, &TwilioPhoneNumberList{})
-}

@@ -21,7 +21,7 @@ func Parse(raw string, allowHTTP bool) (string, error) {
 		return "", fmt.Errorf("%q is not a URL: %w", raw, err)
 	}
 	switch {
-	case u.Scheme != "https" && !(allowHTTP && u.Scheme == "http"):
+	case u.Scheme != "https" && (!allowHTTP || u.Scheme != "http"):
 		return "", fmt.Errorf("%q must use https (Twilio requires TLS for webhooks and wss for media streams)", raw)
 	case u.Host == "" || u.Hostname() == "":
 		return "", fmt.Errorf("%q has no host", raw)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -78,7 +79,8 @@ func (tw *twilio) readClose() int {
 	for {
 		_, _, err := tw.conn.ReadMessage()
 		if err != nil {
-			ce, ok := err.(*websocket.CloseError)
+			var ce *websocket.CloseError
+			ok := errors.As(err, &ce)
 			tw.g.Expect(ok).To(BeTrue(), "want a close frame, got %v", err)
 			return ce.Code
 		}

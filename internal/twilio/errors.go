@@ -12,12 +12,12 @@ import (
 type Class int
 
 const (
-	// ClassTransient: a 5xx, a network failure or an unreadable answer. Retry with backoff.
+	// ClassTransient is a 5xx, a network failure or an unreadable answer. Retry with backoff.
 	ClassTransient Class = iota
-	// ClassWait: Twilio answered 429 (too many concurrent requests). The request
+	// ClassWait is a 429 from Twilio (too many concurrent requests). The request
 	// was not processed; retry after backing off.
 	ClassWait
-	// ClassTerminal: Twilio refused the request (4xx). Retrying the same request
+	// ClassTerminal is a refusal (4xx). Retrying the same request
 	// cannot succeed until something changes (credentials, the account, the spec).
 	ClassTerminal
 )

@@ -66,12 +66,13 @@ func runStream(ctx context.Context, c Call, s streamInstruction, res *Result) er
 	conn, resp, err := c.Dialer.DialContext(ctx, target, header)
 	if resp != nil {
 		res.StreamHandshakeStatus = resp.StatusCode
+		_ = resp.Body.Close()
 	}
 	if err != nil {
 		return fmt.Errorf("handshake with %s (Twilio error 31920): %w", s.URL, err)
 	}
 	defer conn.Close()
-	stopWatch := context.AfterFunc(ctx, func() { conn.Close() })
+	stopWatch := context.AfterFunc(ctx, func() { _ = conn.Close() })
 	defer stopWatch()
 
 	ss := &session{
@@ -119,7 +120,7 @@ func runStream(ctx context.Context, c Call, s streamInstruction, res *Result) er
 func (ss *session) play(ctx context.Context, c Call, params map[string]string, res *Result) error {
 	connected, _ := json.Marshal(message{Event: "connected", Protocol: "Call", Version: "1.0.0"})
 	ss.mu.Lock()
-	ss.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+	_ = ss.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
 	err := ss.conn.WriteMessage(websocket.TextMessage, connected)
 	ss.mu.Unlock()
 	if err != nil {
@@ -227,7 +228,7 @@ func (ss *session) hangUp(c Call, res *Result) error {
 		StreamSid:      ss.streamSID,
 		Stop:           &stopPayload{AccountSid: c.AccountSID, CallSid: c.CallSID},
 	}
-	ss.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+	_ = ss.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
 	err := ss.conn.WriteJSON(stop)
 	ss.stopped = true
 	if err != nil {
@@ -249,7 +250,7 @@ func (ss *session) awaitClose(timeout time.Duration) {
 	select {
 	case <-ss.readDone:
 	case <-t.C:
-		ss.conn.Close()
+		_ = ss.conn.Close()
 		<-ss.readDone
 	}
 }
@@ -264,7 +265,7 @@ func (ss *session) send(m message) error {
 	ss.seq++
 	m.SequenceNumber = strconv.Itoa(ss.seq)
 	m.StreamSid = ss.streamSID
-	ss.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+	_ = ss.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
 	return ss.conn.WriteJSON(m)
 }
 

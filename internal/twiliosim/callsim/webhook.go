@@ -33,23 +33,23 @@ func postVoice(ctx context.Context, c Call, res *Result) (twimlDoc, error) {
 		"Direction":  {"inbound"},
 		"ApiVersion": {"2010-04-01"},
 	}
-	resp, body, err := signedRequest(ctx, c, http.MethodPost, c.VoiceURL, form, maxTwiMLBytes)
+	resp, err := signedRequest(ctx, c, http.MethodPost, c.VoiceURL, form, maxTwiMLBytes)
 	if err != nil {
 		return twimlDoc{}, fmt.Errorf("voice webhook: %w", err)
 	}
-	res.VoiceStatus = resp.StatusCode
-	res.TwiML = string(body)
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return twimlDoc{}, fmt.Errorf("voice webhook answered %d (Twilio error 11200): %w", resp.StatusCode, ErrWebhookFailed)
+	res.VoiceStatus = resp.status
+	res.TwiML = string(resp.body)
+	if resp.status < 200 || resp.status > 299 {
+		return twimlDoc{}, fmt.Errorf("voice webhook answered %d (Twilio error 11200): %w", resp.status, ErrWebhookFailed)
 	}
-	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	mt, _, _ := mime.ParseMediaType(resp.header.Get("Content-Type"))
 	if mt != "text/xml" && mt != "application/xml" {
 		return twimlDoc{}, fmt.Errorf("voice webhook answered content type %q, want text/xml (Twilio error 12300): %w", mt, ErrWebhookFailed)
 	}
-	if len(body) > maxTwiMLBytes {
+	if len(resp.body) > maxTwiMLBytes {
 		return twimlDoc{}, fmt.Errorf("voice webhook answered more than %d bytes of TwiML: %w", maxTwiMLBytes, ErrWebhookFailed)
 	}
-	doc, err := parseTwiML(body)
+	doc, err := parseTwiML(resp.body)
 	if err != nil {
 		return twimlDoc{}, fmt.Errorf("voice webhook: %w: %w", ErrWebhookFailed, err)
 	}
@@ -100,13 +100,13 @@ func postRecording(ctx context.Context, c Call, r RecordingInstruction, res *Res
 		"RecordingStartTime": {start.Format(time.RFC1123Z)},
 		"ErrorCode":          {"0"},
 	}
-	resp, _, err := signedRequest(ctx, c, method, r.RecordingStatusCallback, params, 1<<10)
+	resp, err := signedRequest(ctx, c, method, r.RecordingStatusCallback, params, 1<<10)
 	if err != nil {
 		return err
 	}
-	res.RecordingCallbackStatus = resp.StatusCode
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("answered %d: %w", resp.StatusCode, ErrWebhookFailed)
+	res.RecordingCallbackStatus = resp.status
+	if resp.status < 200 || resp.status > 299 {
+		return fmt.Errorf("answered %d: %w", resp.status, ErrWebhookFailed)
 	}
 	return nil
 }
@@ -115,7 +115,14 @@ func postRecording(ctx context.Context, c Call, r RecordingInstruction, res *Res
 // does: POST as a form body, or GET with params appended to the query (and
 // the signature over the resulting URL with no params). It reads at most
 // limit+1 bytes of the answer.
-func signedRequest(ctx context.Context, c Call, method, publicURL string, params url.Values, limit int64) (*http.Response, []byte, error) {
+// answer is what a webhook answered; its body was read (up to a limit) and closed.
+type answer struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func signedRequest(ctx context.Context, c Call, method, publicURL string, params url.Values, limit int64) (answer, error) {
 	signURL := signedURL(publicURL)
 	var body io.Reader
 	var sig string
@@ -132,14 +139,14 @@ func signedRequest(ctx context.Context, c Call, method, publicURL string, params
 	}
 	target, err := c.deliveryURL(signURL)
 	if err != nil {
-		return nil, nil, fmt.Errorf("URL %q: %w", publicURL, err)
+		return answer{}, fmt.Errorf("URL %q: %w", publicURL, err)
 	}
 
 	ctx, cancel := context.WithTimeout(ctx, c.WebhookTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, target, body)
 	if err != nil {
-		return nil, nil, fmt.Errorf("build request: %w", err)
+		return answer{}, fmt.Errorf("build request: %w", err)
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -149,12 +156,12 @@ func signedRequest(ctx context.Context, c Call, method, publicURL string, params
 
 	resp, err := c.HTTPClient.Do(req)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s %s: %w", method, publicURL, err)
+		return answer{}, fmt.Errorf("%s %s: %w", method, publicURL, err)
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
-	if err != nil {
-		return resp, nil, fmt.Errorf("read answer of %s: %w", publicURL, err)
+	a := answer{status: resp.StatusCode, header: resp.Header}
+	if a.body, err = io.ReadAll(io.LimitReader(resp.Body, limit+1)); err != nil {
+		return a, fmt.Errorf("read answer of %s: %w", publicURL, err)
 	}
-	return resp, data, nil
+	return a, nil
 }
