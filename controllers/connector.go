@@ -63,6 +63,9 @@ type Connector struct {
 	Reader client.Reader
 	// Transport is the HTTP transport for Twilio calls; nil means http.DefaultTransport.
 	Transport http.RoundTripper
+	// DefaultMaxConcurrent caps in-flight Twilio calls for accounts whose spec
+	// sets no maxConcurrentRequests.
+	DefaultMaxConcurrent int
 
 	mu    sync.Mutex
 	conns map[types.NamespacedName]*cachedConnection
@@ -127,6 +130,10 @@ func (c *Connector) config(ctx context.Context, acct *twiliov1.TwilioAccount) (t
 		return twilio.Config{}, &SecretError{Reason: twiliov1.ReasonSecretInvalid,
 			Message: fmt.Sprintf("Secret %s/%s must have both %q and %q, or neither", acct.Namespace, ref, SecretKeyAPIKeySID, SecretKeyAPIKeySecret)}
 	}
+	budget := int(acct.Spec.MaxConcurrentRequests)
+	if budget == 0 {
+		budget = c.DefaultMaxConcurrent
+	}
 	cfg := twilio.Config{
 		AccountSID:    acct.Spec.AccountSID,
 		Username:      acct.Spec.AccountSID,
@@ -134,7 +141,7 @@ func (c *Connector) config(ctx context.Context, acct *twiliov1.TwilioAccount) (t
 		APIURL:        acct.Spec.APIURL,
 		Edge:          acct.Spec.Edge,
 		Region:        acct.Spec.Region,
-		MaxConcurrent: int(acct.Spec.MaxConcurrentRequests),
+		MaxConcurrent: budget,
 		Transport:     c.Transport,
 	}
 	if keySID != "" {

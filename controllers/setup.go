@@ -163,6 +163,9 @@ type Options struct {
 	PollInterval time.Duration
 	// ConcurrentReconciles is how many TwilioPhoneNumbers reconcile in parallel.
 	ConcurrentReconciles int
+	// MaxConcurrentTwilioRequests is the per-account budget of in-flight
+	// Twilio calls when the TwilioAccount sets none (default 10).
+	MaxConcurrentTwilioRequests int
 	// Transport carries Twilio calls; nil means http.DefaultTransport.
 	Transport http.RoundTripper
 	// Controller holds further controller options (rate limiter, …).
@@ -174,7 +177,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 	if err := SetupIndexes(ctx, mgr); err != nil {
 		return fmt.Errorf("register field indexes: %w", err)
 	}
-	conn := &Connector{Reader: mgr.GetClient(), Transport: o.Transport}
+	conn := &Connector{Reader: mgr.GetClient(), Transport: o.Transport, DefaultMaxConcurrent: o.MaxConcurrentTwilioRequests}
 	numberOpts := o.Controller
 	numberOpts.MaxConcurrentReconciles = o.ConcurrentReconciles
 	if err := (&TwilioPhoneNumberReconciler{

@@ -41,10 +41,10 @@ type TwilioAccountSpec struct {
 	Region string `json:"region,omitempty"`
 
 	// MaxConcurrentRequests caps this account's in-flight REST requests from
-	// this operator. Twilio limits concurrency per account and answers 429 above it.
+	// this operator; unset, the manager's --twilio-max-concurrent-requests
+	// applies. Twilio limits concurrency per account and answers 429 above it.
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=100
-	// +kubebuilder:default=10
 	// +optional
 	MaxConcurrentRequests int32 `json:"maxConcurrentRequests,omitempty"`
 }

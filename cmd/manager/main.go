@@ -13,7 +13,6 @@ import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -37,6 +36,7 @@ type config struct {
 	publicURL            string
 	pollInterval         time.Duration
 	concurrentReconciles int
+	twilioConcurrency    int
 	kubeQPS              float64
 	kubeBurst            int
 	metricsAddr          string
@@ -55,6 +55,7 @@ func parseFlags(args []string) (config, error) {
 	fs.BoolVar(&allowHTTP, "allow-http-public-url", false, "Accept an http:// public URL (local demos only; Twilio requires https).")
 	fs.DurationVar(&c.pollInterval, "poll-interval", 5*time.Minute, "How often Twilio is re-read to detect out-of-band changes (jittered +0-20%). One list call per account per interval.")
 	fs.IntVar(&c.concurrentReconciles, "max-concurrent-reconciles", 16, "TwilioPhoneNumbers reconciled in parallel. Twilio calls are further capped per account by spec.maxConcurrentRequests.")
+	fs.IntVar(&c.twilioConcurrency, "twilio-max-concurrent-requests", 10, "In-flight Twilio REST calls per account, for TwilioAccounts that set no spec.maxConcurrentRequests (1-100). Twilio answers 429 above its per-account limit.")
 	fs.Float64Var(&c.kubeQPS, "kube-api-qps", 50, "Queries per second to the Kubernetes API server.")
 	fs.IntVar(&c.kubeBurst, "kube-api-burst", 100, "Burst of queries to the Kubernetes API server.")
 	fs.StringVar(&c.metricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; \"0\" disables it.")
@@ -76,6 +77,9 @@ func parseFlags(args []string) (config, error) {
 	}
 	if c.concurrentReconciles < 1 {
 		errs = append(errs, fmt.Errorf("--max-concurrent-reconciles must be at least 1, got %d", c.concurrentReconciles))
+	}
+	if c.twilioConcurrency < 1 || c.twilioConcurrency > 100 {
+		errs = append(errs, fmt.Errorf("--twilio-max-concurrent-requests must be between 1 and 100, got %d", c.twilioConcurrency))
 	}
 	if c.kubeQPS <= 0 || c.kubeBurst < 1 {
 		errs = append(errs, fmt.Errorf("--kube-api-qps and --kube-api-burst must be positive"))
@@ -118,10 +122,10 @@ func run(cfg config) error {
 	}
 	ctx := ctrl.SetupSignalHandler()
 	if err := controllers.Setup(ctx, mgr, controllers.Options{
-		VoiceURL:             cfg.publicURL + controllers.VoicePath,
-		PollInterval:         cfg.pollInterval,
-		ConcurrentReconciles: cfg.concurrentReconciles,
-		Controller:           controller.Options{},
+		VoiceURL:                    cfg.publicURL + controllers.VoicePath,
+		PollInterval:                cfg.pollInterval,
+		ConcurrentReconciles:        cfg.concurrentReconciles,
+		MaxConcurrentTwilioRequests: cfg.twilioConcurrency,
 	}); err != nil {
 		return err
 	}

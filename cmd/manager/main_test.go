@@ -17,6 +17,7 @@ func TestParseFlags(t *testing.T) {
 		{"public URL with path", []string{"--public-url=https://voice.example.com/twilio"}, "--public-url \"https://voice.example.com/twilio\" must be only scheme and host"},
 		{"poll too short", []string{"--public-url=https://v.example.com", "--poll-interval=1s"}, "--poll-interval 1s is below the 10s minimum"},
 		{"no workers", []string{"--public-url=https://v.example.com", "--max-concurrent-reconciles=0"}, "--max-concurrent-reconciles must be at least 1"},
+		{"twilio budget out of range", []string{"--public-url=https://v.example.com", "--twilio-max-concurrent-requests=0"}, "--twilio-max-concurrent-requests must be between 1 and 100"},
 		{"unknown flag", []string{"--public-url=https://v.example.com", "--bogus"}, "flag provided but not defined: -bogus"},
 	}
 	for _, tt := range tests {
