@@ -71,7 +71,7 @@ func (r *TwilioPhoneNumberReconciler) Reconcile(ctx context.Context, req ctrl.Re
 	if err := r.recoverSaved(ctx, s); err != nil {
 		return ctrl.Result{}, err
 	}
-	if obj.DeletionTimestamp.IsZero() && holdsOriginal(obj) && !controllerutil.ContainsFinalizer(obj, Finalizer) {
+	if obj.DeletionTimestamp.IsZero() && obj.HoldsOriginal() && !controllerutil.ContainsFinalizer(obj, Finalizer) {
 		// Restored from a backup without finalizers: guard the saved original again.
 		if err := r.patchSaved(ctx, s, obj.Annotations[twiliov1.AnnotationSavedRouting]); err != nil {
 			return ctrl.Result{}, err
@@ -145,7 +145,7 @@ func (r *TwilioPhoneNumberReconciler) reconcileDelete(ctx context.Context, s *nu
 }
 
 // olderOwner returns the TwilioPhoneNumber that owns the same number ahead of
-// obj, or nil when obj owns it. See ownsBefore for the order.
+// obj, or nil when obj owns it (order: twiliov1.OwnsBefore).
 func (r *TwilioPhoneNumberReconciler) olderOwner(ctx context.Context, obj *twiliov1.TwilioPhoneNumber) (*twiliov1.TwilioPhoneNumber, error) {
 	var list twiliov1.TwilioPhoneNumberList
 	if err := r.List(ctx, &list, client.MatchingFields{IndexPhoneNumber: obj.Spec.PhoneNumber}); err != nil {
@@ -153,30 +153,11 @@ func (r *TwilioPhoneNumberReconciler) olderOwner(ctx context.Context, obj *twili
 	}
 	for i := range list.Items {
 		other := &list.Items[i]
-		if other.UID != obj.UID && ownsBefore(other, obj) {
+		if other.UID != obj.UID && twiliov1.OwnsBefore(other, obj) {
 			return other, nil
 		}
 	}
 	return nil, nil
-}
-
-// ownsBefore orders claims on one number: an object holding a saved original
-// (it took the number over) is never displaced; otherwise the older object
-// wins, and objects created in the same second (the timestamp's resolution)
-// are ordered by namespace/name.
-func ownsBefore(a, b *twiliov1.TwilioPhoneNumber) bool {
-	if ha, hb := holdsOriginal(a), holdsOriginal(b); ha != hb {
-		return ha
-	}
-	if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
-		return a.CreationTimestamp.Before(&b.CreationTimestamp)
-	}
-	return client.ObjectKeyFromObject(a).String() < client.ObjectKeyFromObject(b).String()
-}
-
-func holdsOriginal(n *twiliov1.TwilioPhoneNumber) bool {
-	_, annotated := n.Annotations[twiliov1.AnnotationSavedRouting]
-	return n.Status.SavedRouting != nil || annotated
 }
 
 func (r *TwilioPhoneNumberReconciler) markConflict(obj, owner *twiliov1.TwilioPhoneNumber) {

@@ -178,3 +178,29 @@ func (n *TwilioPhoneNumber) RecordingEnabled() bool {
 func (n *TwilioPhoneNumber) RoutingEnabled() bool {
 	return n.Spec.VoiceRouting != VoiceRoutingDisabled
 }
+
+// HoldsOriginal reports whether the object saved its number's original routing
+// (in status or in the annotation copy), i.e. it has taken the number over.
+func (n *TwilioPhoneNumber) HoldsOriginal() bool {
+	_, annotated := n.Annotations[AnnotationSavedRouting]
+	return n.Status.SavedRouting != nil || annotated
+}
+
+// OwnsBefore orders TwilioPhoneNumbers that claim the same number; the first
+// owns it. An object holding a saved original (it took the number over) is
+// never displaced; otherwise the older object wins, and objects created in
+// the same second (the timestamp's resolution) are ordered by namespace/name.
+// The operator and the webhook server both use this order, so the object that
+// routes a number is the one whose agent answers it.
+func OwnsBefore(a, b *TwilioPhoneNumber) bool {
+	if ha, hb := a.HoldsOriginal(), b.HoldsOriginal(); ha != hb {
+		return ha
+	}
+	if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
+		return a.CreationTimestamp.Before(&b.CreationTimestamp)
+	}
+	if a.Namespace != b.Namespace {
+		return a.Namespace < b.Namespace
+	}
+	return a.Name < b.Name
+}

@@ -1,0 +1,163 @@
+package webhookserver
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/loquent/twilio-voice-operator/internal/publicurl"
+)
+
+// Config is the webhook server's validated command line.
+type Config struct {
+	// PublicURL is the https://host (no path) through which Twilio reaches the server.
+	PublicURL string
+	// ListenAddress serves the Twilio routes.
+	ListenAddress string
+	// MetricsAddress serves /metrics; "0" disables it.
+	MetricsAddress string
+	// ProbeAddress serves /healthz and /readyz; "0" disables it.
+	ProbeAddress string
+	// Namespaces limits the watched namespaces; empty watches all.
+	Namespaces []string
+	// ShutdownGracePeriod is how long live calls may continue after SIGTERM.
+	ShutdownGracePeriod time.Duration
+	// StreamTokenSecret names the Secret holding the stream token key (key "key"),
+	// or is empty when StreamTokenKeyFile is used.
+	StreamTokenSecret types.NamespacedName
+	// StreamTokenKeyFile is a file holding the stream token key, or "".
+	StreamTokenKeyFile string
+	// AgentDialTimeout bounds connecting to an agent.
+	AgentDialTimeout time.Duration
+	// StreamTokenTTL is how long after answering a call its stream may start.
+	StreamTokenTTL time.Duration
+	// Zap configures logging.
+	Zap zap.Options
+}
+
+// ParseFlags parses and validates the command line (without the program
+// name). Every error names the offending flag; all problems are reported
+// together. flag.ErrHelp is returned for -h.
+func ParseFlags(args []string) (Config, error) {
+	return parseFlags(os.Stderr, args)
+}
+
+// parseFlags is ParseFlags with the usage and parse errors written to out.
+func parseFlags(out io.Writer, args []string) (Config, error) {
+	var c Config
+	var allowHTTP bool
+	var namespaces, tokenSecret string
+	fs := flag.NewFlagSet("webhookserver", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.StringVar(&c.PublicURL, "public-url", "", "Public base URL through which Twilio reaches this server, https://host (required). Signatures are checked over it; TwiML points at <public-url>/twilio/recording and wss://host/twilio/stream.")
+	fs.BoolVar(&allowHTTP, "allow-http-public-url", false, "Accept an http:// public URL (local demos only; Twilio requires https and wss).")
+	fs.StringVar(&c.ListenAddress, "listen-address", ":8080", "Address of the Twilio webhook and media stream listener.")
+	fs.StringVar(&c.MetricsAddress, "metrics-bind-address", ":9090", "Address of the Prometheus /metrics endpoint; \"0\" disables it.")
+	fs.StringVar(&c.ProbeAddress, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz probes; \"0\" disables them.")
+	fs.StringVar(&namespaces, "namespaces", "", "Comma-separated namespaces whose TwilioPhoneNumbers and TwilioAccounts are served; empty serves all.")
+	fs.DurationVar(&c.ShutdownGracePeriod, "shutdown-grace-period", 30*time.Second, "After SIGTERM, how long live calls may continue before their streams are closed. Keep it below the pod's terminationGracePeriodSeconds.")
+	fs.StringVar(&tokenSecret, "stream-token-secret", "", "namespace/name of a Secret whose key \"key\" holds the HMAC key (at least 32 bytes) for per-call stream tokens; all replicas must share it. Exactly one of this and --stream-token-key-file.")
+	fs.StringVar(&c.StreamTokenKeyFile, "stream-token-key-file", "", "File holding the stream token HMAC key (at least 32 bytes), e.g. a mounted Secret.")
+	fs.DurationVar(&c.AgentDialTimeout, "agent-dial-timeout", 5*time.Second, "How long connecting to a number's agent may take before the call's stream is closed.")
+	fs.DurationVar(&c.StreamTokenTTL, "stream-token-ttl", 5*time.Minute, "How long after the voice webhook answered a call its media stream may start.")
+	c.Zap.BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments %q (all options are flags)", fs.Args())
+	}
+
+	var errs []error
+	u, err := publicurl.Parse(c.PublicURL, allowHTTP)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("--public-url %w", err))
+	}
+	c.PublicURL = u
+	if err := checkAddress(c.ListenAddress, false); err != nil {
+		errs = append(errs, fmt.Errorf("--listen-address %w", err))
+	}
+	if err := checkAddress(c.MetricsAddress, true); err != nil {
+		errs = append(errs, fmt.Errorf("--metrics-bind-address %w", err))
+	}
+	if err := checkAddress(c.ProbeAddress, true); err != nil {
+		errs = append(errs, fmt.Errorf("--health-probe-bind-address %w", err))
+	}
+	if err := checkDistinct(map[string]string{
+		"--listen-address": c.ListenAddress, "--metrics-bind-address": c.MetricsAddress, "--health-probe-bind-address": c.ProbeAddress,
+	}); err != nil {
+		errs = append(errs, err)
+	}
+	for _, ns := range strings.Split(namespaces, ",") {
+		ns = strings.TrimSpace(ns)
+		if ns == "" {
+			continue
+		}
+		if msgs := validation.IsDNS1123Label(ns); len(msgs) > 0 {
+			errs = append(errs, fmt.Errorf("--namespaces: %q is not a namespace name: %s", ns, strings.Join(msgs, "; ")))
+			continue
+		}
+		c.Namespaces = append(c.Namespaces, ns)
+	}
+	if c.ShutdownGracePeriod < 0 {
+		errs = append(errs, fmt.Errorf("--shutdown-grace-period must not be negative, got %s", c.ShutdownGracePeriod))
+	}
+	switch {
+	case tokenSecret == "" && c.StreamTokenKeyFile == "":
+		errs = append(errs, errors.New("--stream-token-secret or --stream-token-key-file is required (replicas must share the stream token key)"))
+	case tokenSecret != "" && c.StreamTokenKeyFile != "":
+		errs = append(errs, errors.New("--stream-token-secret and --stream-token-key-file are mutually exclusive"))
+	case tokenSecret != "":
+		ns, name, ok := strings.Cut(tokenSecret, "/")
+		if !ok || len(validation.IsDNS1123Label(ns)) > 0 || len(validation.IsDNS1123Subdomain(name)) > 0 {
+			errs = append(errs, fmt.Errorf("--stream-token-secret must be namespace/name, got %q", tokenSecret))
+		} else {
+			c.StreamTokenSecret = types.NamespacedName{Namespace: ns, Name: name}
+		}
+	}
+	if c.AgentDialTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--agent-dial-timeout must be positive, got %s", c.AgentDialTimeout))
+	}
+	if c.StreamTokenTTL < 10*time.Second || c.StreamTokenTTL > 24*time.Hour {
+		errs = append(errs, fmt.Errorf("--stream-token-ttl must be between 10s and 24h, got %s", c.StreamTokenTTL))
+	}
+	return c, errors.Join(errs...)
+}
+
+// checkAddress accepts host:port (host may be empty); "0" when disableable.
+func checkAddress(addr string, disableable bool) error {
+	if disableable && addr == "0" {
+		return nil
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return fmt.Errorf("%q is not host:port: %w", addr, err)
+	}
+	return nil
+}
+
+// checkDistinct refuses two listeners on one address.
+func checkDistinct(addrs map[string]string) error {
+	seen := map[string]string{}
+	var errs []error
+	for _, flagName := range []string{"--listen-address", "--metrics-bind-address", "--health-probe-bind-address"} {
+		a := addrs[flagName]
+		if a == "0" {
+			continue
+		}
+		if other, ok := seen[a]; ok {
+			errs = append(errs, fmt.Errorf("%s and %s are both %q", other, flagName, a))
+			continue
+		}
+		seen[a] = flagName
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,121 @@
+package webhookserver
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Route labels used in metrics.
+const (
+	routeVoice     = "voice"
+	routeRecording = "recording"
+	routeEvents    = "events"
+	routeStream    = "stream"
+)
+
+// Directions of a bridged media stream, as metric labels.
+const (
+	dirTwilioToAgent = "twilio_to_agent"
+	dirAgentToTwilio = "agent_to_twilio"
+)
+
+// Metrics are the webhook server's Prometheus collectors. All of them are
+// registered on the Registerer given to NewMetrics; nothing touches the global
+// registry. Label values are drawn from small fixed sets so that no request
+// can create unbounded series.
+type Metrics struct {
+	// Requests counts HTTP requests and WebSocket upgrades by route and outcome.
+	Requests *prometheus.CounterVec
+	// SignatureFailures counts rejected X-Twilio-Signature checks by route and reason.
+	SignatureFailures *prometheus.CounterVec
+	// ActiveStreams is the number of media stream WebSockets currently open.
+	ActiveStreams prometheus.Gauge
+	// Streams counts ended media streams by outcome.
+	Streams *prometheus.CounterVec
+	// FramesRelayed counts WebSocket frames written to the far side, by direction.
+	FramesRelayed *prometheus.CounterVec
+	// FramesDropped counts frames not relayed, by direction and reason.
+	FramesDropped *prometheus.CounterVec
+	// AgentDial observes how long dialling an agent took, by outcome.
+	AgentDial *prometheus.HistogramVec
+	// RecordingCallbacks counts recording status callbacks by RecordingStatus.
+	RecordingCallbacks *prometheus.CounterVec
+	// RecordingDuplicates counts recording callbacks already seen (same RecordingSid and status).
+	RecordingDuplicates prometheus.Counter
+	// RecordingDuration observes RecordingDuration of completed recordings.
+	RecordingDuration prometheus.Histogram
+	// RoutedNumbers is the number of phone numbers in the routing table.
+	RoutedNumbers prometheus.Gauge
+}
+
+// NewMetrics creates the collectors and registers them on reg. It fails if
+// any of them is already registered there.
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{
+		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "twilio_webhook_requests_total",
+			Help: "Webhook requests and stream upgrades by route and outcome.",
+		}, []string{"route", "outcome"}),
+		SignatureFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "twilio_webhook_signature_failures_total",
+			Help: "Requests refused because X-Twilio-Signature was missing or did not validate, by route and reason.",
+		}, []string{"route", "reason"}),
+		ActiveStreams: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "twilio_webhook_active_streams",
+			Help: "Media stream WebSockets currently open.",
+		}),
+		Streams: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "twilio_webhook_streams_total",
+			Help: "Media streams that ended, by outcome.",
+		}, []string{"outcome"}),
+		FramesRelayed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "twilio_webhook_stream_frames_relayed_total",
+			Help: "Media stream frames relayed, by direction.",
+		}, []string{"direction"}),
+		FramesDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "twilio_webhook_stream_frames_dropped_total",
+			Help: "Media stream frames dropped, by direction and reason (backpressure: the far side was too slow; binary: not a text frame; closed: the far side was gone).",
+		}, []string{"direction", "reason"}),
+		AgentDial: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "twilio_webhook_agent_dial_duration_seconds",
+			Help:    "Time to open the WebSocket to a number's agent, by outcome.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"outcome"}),
+		RecordingCallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "twilio_webhook_recording_callbacks_total",
+			Help: "Recording status callbacks accepted, by RecordingStatus (duplicates included).",
+		}, []string{"status"}),
+		RecordingDuplicates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "twilio_webhook_recording_callbacks_duplicate_total",
+			Help: "Recording status callbacks already seen (same RecordingSid and RecordingStatus), e.g. Twilio retries.",
+		}),
+		RecordingDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "twilio_webhook_recording_duration_seconds",
+			Help:    "RecordingDuration of completed recordings (first delivery only).",
+			Buckets: []float64{5, 15, 30, 60, 120, 300, 600, 1200, 3600},
+		}),
+		RoutedNumbers: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "twilio_webhook_routed_numbers",
+			Help: "Phone numbers in the routing table (all TwilioPhoneNumbers watched, enabled or not).",
+		}),
+	}
+	for _, c := range []prometheus.Collector{
+		m.Requests, m.SignatureFailures, m.ActiveStreams, m.Streams, m.FramesRelayed, m.FramesDropped,
+		m.AgentDial, m.RecordingCallbacks, m.RecordingDuplicates, m.RecordingDuration, m.RoutedNumbers,
+	} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+// recordingStatusLabel bounds the status label to Twilio's documented values.
+func recordingStatusLabel(s string) string {
+	switch s {
+	case "in-progress", "completed", "absent", "failed", "paused", "stopped", "processing":
+		return s
+	}
+	return "other"
+}

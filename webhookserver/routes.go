@@ -1,0 +1,210 @@
+package webhookserver
+
+import (
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+)
+
+// Request outcomes, as metric labels.
+const (
+	outcomeOK                = "ok"
+	outcomeDuplicate         = "duplicate"
+	outcomeHangupUnknown     = "hangup_unknown_number"
+	outcomeHangupDisabled    = "hangup_disabled"
+	outcomeHangupNoAgent     = "hangup_no_agent"
+	outcomeHangupWrongAcct   = "hangup_account_mismatch"
+	outcomeForbidden         = "forbidden"
+	outcomeBadRequest        = "bad_request"
+	outcomeTooLarge          = "too_large"
+	outcomeMethodNotAllowed  = "method_not_allowed"
+	outcomeUnsupportedMedia  = "unsupported_media_type"
+	outcomeUnavailable       = "unavailable"
+	outcomeUpgraded          = "upgraded"
+	outcomeUpgradeFailed     = "upgrade_failed"
+	outcomeInternalError     = "internal_error"
+	contentTypeXML           = "text/xml; charset=utf-8"
+	contentTypeFormURLEncode = "application/x-www-form-urlencoded"
+)
+
+// handleVoice answers an inbound call: TwiML that records (if the number
+// records) and connects the call's media stream back to this server, or a
+// short message and a hang-up when the number is not routed here.
+func (s *Server) handleVoice(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		s.refuseMethod(w, routeVoice, http.MethodPost)
+		return
+	}
+	if !s.Ready() {
+		s.respond(w, routeVoice, outcomeUnavailable, http.StatusServiceUnavailable)
+		return
+	}
+	form, ok := s.readSignedForm(w, r, routeVoice)
+	if !ok {
+		return
+	}
+	callSID, to, from, accountSID := form.Get("CallSid"), form.Get("To"), form.Get("From"), form.Get("AccountSid")
+	if callSID == "" || to == "" {
+		s.respond(w, routeVoice, outcomeBadRequest, http.StatusBadRequest)
+		return
+	}
+	log := s.log.WithValues("callSid", callSID, "to", to)
+
+	route, found := s.opts.Routes.Lookup(to)
+	outcome := outcomeOK
+	switch {
+	case !found:
+		outcome = outcomeHangupUnknown
+	case !route.Enabled:
+		outcome = outcomeHangupDisabled
+	case route.AccountSID != accountSID:
+		outcome = outcomeHangupWrongAcct
+	case route.AgentURL == "":
+		outcome = outcomeHangupNoAgent
+	}
+	if outcome != outcomeOK {
+		log.Info("Refusing call: number not routed here", "reason", outcome, "object", route.Object.String())
+		s.writeXML(w, routeVoice, outcome, s.hangup)
+		return
+	}
+	doc, err := answerTwiML(answer{
+		record:            route.Record,
+		recordingCallback: s.recordingCallback,
+		streamURL:         s.streamURL,
+		from:              from,
+		to:                to,
+		token:             s.tokens.issue(callSID, to, accountSID),
+	})
+	if err != nil {
+		log.Error(err, "Render TwiML")
+		s.respond(w, routeVoice, outcomeInternalError, http.StatusInternalServerError)
+		return
+	}
+	log.Info("Answering call", "object", route.Object.String(), "record", route.Record)
+	s.writeXML(w, routeVoice, outcomeOK, doc)
+}
+
+// handleRecording records a recording status callback: a log line and
+// metrics, once per RecordingSid and RecordingStatus; repeats (Twilio
+// retries) are recognised, counted and still acknowledged with 204.
+func (s *Server) handleRecording(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		s.refuseMethod(w, routeRecording, http.MethodPost)
+		return
+	}
+	form, ok := s.readSignedForm(w, r, routeRecording)
+	if !ok {
+		return
+	}
+	recSID, status := form.Get("RecordingSid"), form.Get("RecordingStatus")
+	if recSID == "" || status == "" {
+		s.respond(w, routeRecording, outcomeBadRequest, http.StatusBadRequest)
+		return
+	}
+	s.metrics.RecordingCallbacks.WithLabelValues(recordingStatusLabel(status)).Inc()
+	kv := []any{
+		"recordingSid", recSID, "callSid", form.Get("CallSid"), "accountSid", form.Get("AccountSid"),
+		"status", status, "duration", form.Get("RecordingDuration"), "channels", form.Get("RecordingChannels"),
+	}
+	if code := form.Get("ErrorCode"); code != "" && code != "0" {
+		kv = append(kv, "errorCode", code)
+	}
+	if s.recordings.seen(recSID + "\x00" + status) {
+		s.metrics.RecordingDuplicates.Inc()
+		s.log.V(1).Info("Duplicate recording callback", kv...)
+		s.respond(w, routeRecording, outcomeDuplicate, http.StatusNoContent)
+		return
+	}
+	if d, err := strconv.ParseFloat(form.Get("RecordingDuration"), 64); err == nil && status == "completed" && d >= 0 {
+		s.metrics.RecordingDuration.Observe(d)
+	}
+	s.log.Info("Recording status", kv...)
+	s.respond(w, routeRecording, outcomeOK, http.StatusNoContent)
+}
+
+// handleEvents accepts an incoming SMS event without replying (<Response/>).
+func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		s.refuseMethod(w, routeEvents, http.MethodPost)
+		return
+	}
+	form, ok := s.readSignedForm(w, r, routeEvents)
+	if !ok {
+		return
+	}
+	// The message body and the sender are personal data: not logged.
+	s.log.Info("SMS event", "messageSid", form.Get("MessageSid"), "accountSid", form.Get("AccountSid"),
+		"to", form.Get("To"), "status", form.Get("SmsStatus"), "numMedia", form.Get("NumMedia"))
+	s.writeXML(w, routeEvents, outcomeOK, s.emptyMessaging)
+}
+
+// readSignedForm reads a form-encoded body (bounded) and checks its
+// signature with the auth tokens of its AccountSid. On failure it has already
+// answered (413, 415, 400 or 403) and returns false.
+func (s *Server) readSignedForm(w http.ResponseWriter, r *http.Request, route string) (url.Values, bool) {
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != contentTypeFormURLEncode {
+		s.respond(w, route, outcomeUnsupportedMedia, http.StatusUnsupportedMediaType)
+		return nil, false
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.limits.MaxBodyBytes))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			s.respond(w, route, outcomeTooLarge, http.StatusRequestEntityTooLarge)
+		} else {
+			s.respond(w, route, outcomeBadRequest, http.StatusBadRequest)
+		}
+		return nil, false
+	}
+	form, err := url.ParseQuery(string(body))
+	if err != nil {
+		s.respond(w, route, outcomeBadRequest, http.StatusBadRequest)
+		return nil, false
+	}
+	sig := r.Header.Get(signatureHeader)
+	if sig == "" {
+		s.refuseSignature(w, route, sigMissing)
+		return nil, false
+	}
+	validators := s.opts.Routes.Validators(form.Get("AccountSid"))
+	if len(validators) == 0 {
+		s.refuseSignature(w, route, sigUnknownAccount)
+		return nil, false
+	}
+	if !s.sig.checkForm(r, form, sig, validators) {
+		s.refuseSignature(w, route, sigInvalid)
+		return nil, false
+	}
+	return form, true
+}
+
+func (s *Server) refuseSignature(w http.ResponseWriter, route, reason string) {
+	s.metrics.SignatureFailures.WithLabelValues(route, reason).Inc()
+	s.log.Info("Refusing request: bad signature", "route", route, "reason", reason)
+	s.respond(w, route, outcomeForbidden, http.StatusForbidden)
+}
+
+func (s *Server) refuseMethod(w http.ResponseWriter, route, allow string) {
+	w.Header().Set("Allow", allow)
+	s.respond(w, route, outcomeMethodNotAllowed, http.StatusMethodNotAllowed)
+}
+
+// respond answers with a bare status and counts it.
+func (s *Server) respond(w http.ResponseWriter, route, outcome string, status int) {
+	s.metrics.Requests.WithLabelValues(route, outcome).Inc()
+	if status == http.StatusNoContent {
+		w.WriteHeader(status)
+		return
+	}
+	http.Error(w, http.StatusText(status), status)
+}
+
+func (s *Server) writeXML(w http.ResponseWriter, route, outcome, doc string) {
+	s.metrics.Requests.WithLabelValues(route, outcome).Inc()
+	w.Header().Set("Content-Type", contentTypeXML)
+	w.Header().Set("Content-Length", strconv.Itoa(len(doc)))
+	_, _ = io.WriteString(w, doc)
+}

@@ -1,0 +1,135 @@
+package webhookserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// Run runs the webhook server described by cfg against the cluster at
+// restCfg until ctx ends (SIGTERM), then drains as Server.Serve describes.
+// The routing watch, the metrics and the probe listeners stay up while
+// draining. It returns an error if anything fails to start or the routing
+// table cannot be synced.
+func Run(ctx context.Context, cfg Config, restCfg *rest.Config, log logr.Logger) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics, err := NewMetrics(reg)
+	if err != nil {
+		return err
+	}
+	routing, err := NewRouting(restCfg, RoutingOptions{Namespaces: cfg.Namespaces, Log: log.WithName("routing"), Metrics: metrics})
+	if err != nil {
+		return err
+	}
+	var reader client.Reader
+	if cfg.StreamTokenSecret.Name != "" {
+		if reader, err = client.New(restCfg, client.Options{}); err != nil {
+			return fmt.Errorf("create client: %w", err)
+		}
+	}
+	key, err := LoadStreamTokenKey(ctx, reader, cfg.StreamTokenSecret, cfg.StreamTokenKeyFile)
+	if err != nil {
+		return err
+	}
+	srv, err := New(Options{
+		PublicURL:           cfg.PublicURL,
+		Routes:              routing,
+		TokenKey:            key,
+		TokenTTL:            cfg.StreamTokenTTL,
+		AgentDialTimeout:    cfg.AgentDialTimeout,
+		ShutdownGracePeriod: cfg.ShutdownGracePeriod,
+		Metrics:             metrics,
+		Log:                 log,
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.ListenAddress)
+	if err != nil {
+		return fmt.Errorf("listen on --listen-address: %w", err)
+	}
+
+	// Background parts outlive ctx: they serve the drain.
+	bg, stopBg := context.WithCancel(context.Background())
+	defer stopBg()
+	serveCtx, stopServing := context.WithCancel(ctx)
+	defer stopServing()
+	routingErr := make(chan error, 1)
+	go func() {
+		err := routing.Start(bg)
+		if err != nil {
+			log.Error(err, "Routing stopped")
+			stopServing()
+		}
+		routingErr <- err
+	}()
+	stopMetrics, err := startAux(cfg.MetricsAddress, "metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}), "/metrics", log)
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	defer stopMetrics()
+	stopProbes, err := startAux(cfg.ProbeAddress, "probes", probeHandler(srv), "/", log)
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	defer stopProbes()
+
+	log.Info("Serving Twilio webhooks", "address", ln.Addr().String(), "publicURL", cfg.PublicURL, "namespaces", cfg.Namespaces)
+	serveErr := srv.Serve(serveCtx, ln)
+	stopBg()
+	return errors.Join(serveErr, <-routingErr)
+}
+
+// probeHandler serves /healthz (the process is up) and /readyz (ready for
+// new calls: routing synced and not draining).
+func probeHandler(srv *Server) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok"))
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !srv.Ready() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok"))
+	})
+	return mux
+}
+
+// startAux serves h at path on addr ("0": not at all) and returns a stop function.
+func startAux(addr, name string, h http.Handler, path string, log logr.Logger) (func(), error) {
+	if addr == "0" {
+		return func() {}, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen for %s on %s: %w", name, addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle(path, h)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error(err, "Auxiliary server stopped", "server", name)
+		}
+	}()
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}, nil
+}

@@ -1,0 +1,77 @@
+package webhookserver
+
+import (
+	"fmt"
+
+	"github.com/twilio/twilio-go/twiml"
+)
+
+// Custom parameters passed on <Stream>; they arrive as start.customParameters.
+const (
+	paramFrom  = "from"
+	paramTo    = "to"
+	paramToken = "token"
+)
+
+// unavailableMessage is what a caller hears when the number is not routed here.
+const unavailableMessage = "Sorry, this number cannot take your call right now. Goodbye."
+
+// answer is what the voice webhook tells Twilio to do with a routed call.
+type answer struct {
+	record            bool
+	recordingCallback string // absolute URL of /twilio/recording
+	streamURL         string // wss://host/twilio/stream (ws:// for an http public URL)
+	from, to, token   string
+}
+
+// answerTwiML renders the answer with twilio-go's twiml package (which
+// XML-escapes attribute values): optionally <Start><Recording> of both tracks
+// in two channels, then a bidirectional <Connect><Stream> with the routing
+// parameters and the per-call token. Attribute order varies between calls.
+func answerTwiML(a answer) (string, error) {
+	verbs := make([]twiml.Element, 0, 2)
+	if a.record {
+		verbs = append(verbs, twiml.VoiceStart{InnerElements: []twiml.Element{twiml.VoiceRecording{
+			Channels:                      "dual",
+			Track:                         "both",
+			RecordingStatusCallback:       a.recordingCallback,
+			RecordingStatusCallbackMethod: "POST",
+			// absent too, so recordings that failed to produce audio are seen.
+			RecordingStatusCallbackEvent: "completed absent",
+		}}})
+	}
+	verbs = append(verbs, twiml.VoiceConnect{InnerElements: []twiml.Element{twiml.VoiceStream{
+		Url: a.streamURL,
+		InnerElements: []twiml.Element{
+			twiml.VoiceParameter{Name: paramFrom, Value: a.from},
+			twiml.VoiceParameter{Name: paramTo, Value: a.to},
+			twiml.VoiceParameter{Name: paramToken, Value: a.token},
+		},
+	}}})
+	doc, err := twiml.Voice(verbs)
+	if err != nil {
+		return "", fmt.Errorf("render answer TwiML: %w", err)
+	}
+	return doc, nil
+}
+
+// hangupTwiML tells the caller the number is unavailable and hangs up.
+func hangupTwiML() (string, error) {
+	doc, err := twiml.Voice([]twiml.Element{
+		twiml.VoiceSay{Message: unavailableMessage},
+		twiml.VoiceHangup{},
+	})
+	if err != nil {
+		return "", fmt.Errorf("render hang-up TwiML: %w", err)
+	}
+	return doc, nil
+}
+
+// emptyMessagingTwiML is <Response/>: accept an SMS without replying.
+func emptyMessagingTwiML() (string, error) {
+	doc, err := twiml.Messages(nil)
+	if err != nil {
+		return "", fmt.Errorf("render messaging TwiML: %w", err)
+	}
+	return doc, nil
+}

@@ -1,0 +1,205 @@
+package webhookserver
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+func TestStreamToken(t *testing.T) {
+	g := NewWithT(t)
+	now := time.Unix(1_800_000_000, 0)
+	clock := func() time.Time { return now }
+	ts := tokenSigner{key: testKey, ttl: 5 * time.Minute, now: clock}
+	tok := ts.issue("CA1", "+14155550100", "AC1")
+	g.Expect(ts.verify(tok, "CA1", "+14155550100", "AC1")).To(Succeed())
+
+	g.Expect(ts.verify(tok, "CA2", "+14155550100", "AC1")).To(MatchError(errTokenMismatch))
+	g.Expect(ts.verify(tok, "CA1", "+14155550101", "AC1")).To(MatchError(errTokenMismatch))
+	g.Expect(ts.verify(tok, "CA1", "+14155550100", "AC2")).To(MatchError(errTokenMismatch))
+	// Field boundaries are unambiguous.
+	g.Expect(ts.verify(tok, "CA1+", "14155550100", "AC1")).To(MatchError(errTokenMismatch))
+	other := tokenSigner{key: []byte(strings.Repeat("k", 32)), ttl: 5 * time.Minute, now: clock}
+	g.Expect(other.verify(tok, "CA1", "+14155550100", "AC1")).To(MatchError(errTokenMismatch))
+	// A longer expiry cannot be written into the token.
+	parts := strings.Split(tok, ".")
+	g.Expect(ts.verify(parts[0]+".9999999999."+parts[2], "CA1", "+14155550100", "AC1")).To(MatchError(errTokenMismatch))
+
+	for _, bad := range []string{"", "v1", "v1.x", "v2.1.abc", "v1.notanumber.abc"} {
+		g.Expect(ts.verify(bad, "CA1", "+14155550100", "AC1")).To(MatchError(errTokenMalformed), bad)
+	}
+	now = now.Add(5*time.Minute + time.Second)
+	g.Expect(ts.verify(tok, "CA1", "+14155550100", "AC1")).To(MatchError(errTokenExpired))
+}
+
+func TestLoadStreamTokenKey(t *testing.T) {
+	g := NewWithT(t)
+	dir := t.TempDir()
+	good := filepath.Join(dir, "key")
+	g.Expect(os.WriteFile(good, []byte(strings.Repeat("a", 32)+"\n"), 0o600)).To(Succeed())
+	short := filepath.Join(dir, "short")
+	g.Expect(os.WriteFile(short, []byte("tooshort\n"), 0o600)).To(Succeed())
+
+	key, err := LoadStreamTokenKey(t.Context(), nil, types.NamespacedName{}, good)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(key).To(HaveLen(32))
+	_, err = LoadStreamTokenKey(t.Context(), nil, types.NamespacedName{}, short)
+	g.Expect(err).To(MatchError(ContainSubstring("need at least 32")))
+	_, err = LoadStreamTokenKey(t.Context(), nil, types.NamespacedName{}, filepath.Join(dir, "missing"))
+	g.Expect(err).To(HaveOccurred())
+
+	ns := newNamespace(t)
+	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "stream-token"}, Data: map[string][]byte{StreamTokenSecretKey: []byte(strings.Repeat("b", 40))}}
+	g.Expect(k8s.Create(context.Background(), sec)).To(Succeed())
+	key, err = LoadStreamTokenKey(t.Context(), k8s, types.NamespacedName{Namespace: ns, Name: "stream-token"}, "")
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(key).To(HaveLen(40))
+	_, err = LoadStreamTokenKey(t.Context(), k8s, types.NamespacedName{Namespace: ns, Name: "absent"}, "")
+	g.Expect(err).To(MatchError(ContainSubstring("read stream token secret")))
+}
+
+func TestFrameQueue(t *testing.T) {
+	g := NewWithT(t)
+	q := newFrameQueue(3, 1000, 2)
+	g.Expect(q.offerMedia([]byte("m1"))).To(Succeed())
+	g.Expect(q.pushControl([]byte("c1"), time.Second)).To(Succeed())
+	g.Expect(q.offerMedia([]byte("m2"))).To(Succeed())
+	g.Expect(q.offerMedia([]byte("m3"))).To(MatchError(errQueueFull), "media share full")
+	g.Expect(q.pushControl([]byte("c2"), time.Second)).To(Succeed(), "control uses the reserve")
+	g.Expect(q.pushControl([]byte("c3"), time.Second)).To(Succeed())
+	g.Expect(q.pushControl([]byte("c4"), time.Millisecond)).To(MatchError(errQueueStuck), "reserve full too")
+	length, high, capacity := q.stats()
+	g.Expect([]int{length, high, capacity}).To(Equal([]int{5, 5, 5}))
+
+	// FIFO, control frames included.
+	for _, want := range []string{"m1", "c1", "m2", "c2", "c3"} {
+		b, ok := q.pop()
+		g.Expect(ok).To(BeTrue())
+		g.Expect(string(b)).To(Equal(want))
+	}
+	// Byte bound.
+	g.Expect(q.offerMedia(make([]byte, 1001))).To(MatchError(errQueueFull))
+
+	// A blocked control push proceeds once the consumer takes a frame.
+	for i := 0; i < 5; i++ {
+		g.Expect(q.pushControl([]byte("x"), time.Second)).To(Succeed())
+	}
+	pushed := make(chan error, 1)
+	go func() { pushed <- q.pushControl([]byte("late"), time.Minute) }()
+	_, _ = q.pop()
+	g.Eventually(pushed).Should(Receive(BeNil()))
+
+	// closeInput: drain, then done; fail: everything released.
+	q.closeInput()
+	n := 0
+	for {
+		if _, ok := q.pop(); !ok {
+			break
+		}
+		n++
+	}
+	g.Expect(n).To(Equal(5))
+	g.Expect(q.offerMedia([]byte("m"))).To(MatchError(errQueueClosed))
+
+	q2 := newFrameQueue(1, 100, 1)
+	g.Expect(q2.pushControl([]byte("a"), time.Second)).To(Succeed())
+	g.Expect(q2.pushControl([]byte("b"), time.Second)).To(Succeed())
+	blocked := make(chan error, 1)
+	go func() { blocked <- q2.pushControl([]byte("c"), time.Minute) }()
+	q2.fail()
+	g.Eventually(blocked).Should(Receive(MatchError(errQueueClosed)))
+	_, ok := q2.pop()
+	g.Expect(ok).To(BeFalse())
+}
+
+func TestIsMediaFrame(t *testing.T) {
+	g := NewWithT(t)
+	cases := map[string]bool{
+		`{"event":"media","media":{"payload":"AAA"}}`:                      true,
+		`{ "event" : "media", "media": {}}`:                                true,
+		`{"streamSid":"MZ1","event":"media","media":{}}`:                   true,
+		`{"event":"mark","mark":{"name":"media"}}`:                         false,
+		`{"event":"start","start":{"customParameters":{"event":"media"}}}`: false,
+		`{"event":"stop"}`:                            false,
+		`{"event":"clear"}`:                           false,
+		`{"event":"dtmf","dtmf":{"digit":"1"}}`:       false,
+		`not json`:                                    false,
+		`{"start":{"event":"media"},"event":"start"}`: false,
+	}
+	for frame, want := range cases {
+		g.Expect(isMediaFrame([]byte(frame))).To(Equal(want), frame)
+	}
+}
+
+func TestParseFlags(t *testing.T) {
+	base := []string{"--public-url=https://voice.example.com", "--stream-token-key-file=/etc/key"}
+	t.Run("defaults", func(t *testing.T) {
+		g := NewWithT(t)
+		c, err := parseFlags(io.Discard, base)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(c.PublicURL).To(Equal("https://voice.example.com"))
+		g.Expect(c.ListenAddress).To(Equal(":8080"))
+		g.Expect(c.ShutdownGracePeriod).To(Equal(30 * time.Second))
+		g.Expect(c.StreamTokenTTL).To(Equal(5 * time.Minute))
+		g.Expect(c.Namespaces).To(BeEmpty())
+	})
+	t.Run("all set", func(t *testing.T) {
+		g := NewWithT(t)
+		c, err := parseFlags(io.Discard, []string{
+			"--public-url=http://localhost:8080/", "--allow-http-public-url", "--listen-address=127.0.0.1:9000",
+			"--metrics-bind-address=0", "--health-probe-bind-address=:9001", "--namespaces=a, b", "--shutdown-grace-period=1m",
+			"--stream-token-secret=ops/stream-key", "--agent-dial-timeout=2s", "--stream-token-ttl=1m",
+		})
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(c.PublicURL).To(Equal("http://localhost:8080"))
+		g.Expect(c.Namespaces).To(Equal([]string{"a", "b"}))
+		g.Expect(c.StreamTokenSecret).To(Equal(types.NamespacedName{Namespace: "ops", Name: "stream-key"}))
+		g.Expect(c.AgentDialTimeout).To(Equal(2 * time.Second))
+	})
+	bad := []struct {
+		args []string
+		flag string
+	}{
+		{[]string{"--stream-token-key-file=/k"}, "--public-url"},
+		{[]string{"--public-url=http://x", "--stream-token-key-file=/k"}, "--public-url"},
+		{[]string{"--public-url=https://x/path", "--stream-token-key-file=/k"}, "--public-url"},
+		{[]string{"--public-url=https://x"}, "--stream-token-secret"},
+		{append(base, "--stream-token-secret=a/b"), "--stream-token-key-file"},
+		{[]string{"--public-url=https://x", "--stream-token-secret=noslash"}, "--stream-token-secret"},
+		{append(base, "--listen-address=8080"), "--listen-address"},
+		{append(base, "--metrics-bind-address=:8080"), "--metrics-bind-address"},
+		{append(base, "--health-probe-bind-address=nope"), "--health-probe-bind-address"},
+		{append(base, "--namespaces=Bad_NS"), "--namespaces"},
+		{append(base, "--shutdown-grace-period=-1s"), "--shutdown-grace-period"},
+		{append(base, "--agent-dial-timeout=0s"), "--agent-dial-timeout"},
+		{append(base, "--stream-token-ttl=1s"), "--stream-token-ttl"},
+	}
+	for _, b := range bad {
+		t.Run(strings.Join(b.args, " "), func(t *testing.T) {
+			g := NewWithT(t)
+			_, err := parseFlags(io.Discard, b.args)
+			g.Expect(err).To(MatchError(ContainSubstring(b.flag)))
+		})
+	}
+	t.Run("unknown flag", func(t *testing.T) {
+		g := NewWithT(t)
+		_, err := parseFlags(io.Discard, append(base, "--nope"))
+		g.Expect(err).To(MatchError(ContainSubstring("-nope")))
+	})
+	t.Run("help", func(t *testing.T) {
+		g := NewWithT(t)
+		_, err := parseFlags(io.Discard, []string{"-h"})
+		g.Expect(errors.Is(err, flag.ErrHelp)).To(BeTrue())
+	})
+}
