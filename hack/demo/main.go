@@ -1,0 +1,233 @@
+// Command demo shows the whole system working on one machine, with no cluster
+// and no Twilio account: a local control plane, the Twilio emulator with three
+// numbers, the operator, the webhook server and a sample agent. It applies
+// the sample objects with kubectl, places a simulated inbound call end to end,
+// prints what happened, then deletes the objects and shows the original
+// routing back. With --stay it keeps everything up for kubectl until Ctrl-C.
+//
+//	make demo            # or: go run ./hack/demo [--stay]
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+
+	"github.com/loquent/twilio-voice-operator/internal/devenv"
+	"github.com/loquent/twilio-voice-operator/internal/sampleagent"
+	"github.com/loquent/twilio-voice-operator/internal/twiliosim"
+	"github.com/loquent/twilio-voice-operator/internal/twiliosim/callsim"
+)
+
+// The emulated customer's numbers: one with a URL (restored exactly, GET
+// included), one without, one on a TwiML application.
+var numbers = []struct {
+	name, e164, friendly string
+	mutate               func(*twiliosim.Number)
+}{
+	{"support-line", "+14155550100", "Support line", func(n *twiliosim.Number) {
+		n.VoiceURL, n.VoiceMethod = "https://old-platform.example.com/voice", "GET"
+	}},
+	{"sales-line", "+14155550101", "Sales line", nil},
+	{"ivr-line", "+14155550102", "IVR line", func(n *twiliosim.Number) {
+		n.VoiceApplicationSID = "APde400000000000000000000000000002"
+	}},
+}
+
+func main() {
+	stay := flag.Bool("stay", false, "keep everything running after the call and print how to use kubectl; Ctrl-C stops and cleans up")
+	bin := flag.String("bin", "bin", "directory for the built binaries")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *bin, *stay); err != nil {
+		fmt.Fprintln(os.Stderr, "demo failed:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, bin string, stay bool) error {
+	root, err := os.Getwd()
+	if err != nil {
+		return err
+	}
+	binDir, _ := filepath.Abs(bin)
+	if err := devenv.Build(ctx, root, binDir, os.Stdout); err != nil {
+		return err
+	}
+	env, err := devenv.Start(ctx, devenv.Options{Root: root, BinDir: binDir, Log: os.Stdout})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		env.Stop()
+		fmt.Println("• Stopped every process and removed the temporary directory")
+	}()
+
+	for _, n := range numbers {
+		env.Emulator.AddNumber(twiliosim.Number{AccountSID: devenv.AccountSID, PhoneNumber: n.e164, FriendlyName: n.friendly})
+		if n.mutate != nil {
+			tw, _ := env.Emulator.NumberByPhone(n.e164)
+			env.Emulator.UpdateNumber(tw.SID, n.mutate)
+		}
+	}
+	section("Twilio before (emulated account " + devenv.AccountSID + ")")
+	printTwilio(env)
+
+	samples := filepath.Join(env.Dir, "samples.yaml")
+	if err := os.WriteFile(samples, []byte(sampleYAML(env)), 0o600); err != nil {
+		return err
+	}
+	section("kubectl apply -f samples.yaml")
+	if err := show(env.Kubectl(ctx, "apply", "-f", samples)); err != nil {
+		return err
+	}
+	if err := show(env.Kubectl(ctx, "wait", "--for=condition=Ready", "twilioaccount/acme", "--timeout=90s")); err != nil {
+		fmt.Println(env.Tail("manager", 30))
+		return err
+	}
+	if err := show(env.Kubectl(ctx, "wait", "--for=condition=Ready", "twiliophonenumbers", "--all", "--timeout=90s")); err != nil {
+		fmt.Println(env.Tail("manager", 30))
+		return err
+	}
+	section("kubectl get twiliophonenumbers  (the imported-numbers table)")
+	if err := show(env.Kubectl(ctx, "get", "twiliophonenumbers", "-o", "wide")); err != nil {
+		return err
+	}
+	section("Twilio after takeover")
+	printTwilio(env)
+
+	section("A caller dials +14155550100")
+	if err := placeCall(ctx, env); err != nil {
+		return err
+	}
+
+	if stay {
+		fmt.Printf("\nEverything is still running. In another shell:\n\n")
+		fmt.Printf("  export KUBECONFIG=%s\n", env.Kubeconfig)
+		fmt.Printf("  kubectl get twiliophonenumbers,twilioaccounts\n")
+		fmt.Printf("  kubectl patch twiliophonenumber support-line --type=merge -p '{\"spec\":{\"voiceRouting\":\"Disabled\"}}'\n")
+		fmt.Printf("  kubectl events --for twiliophonenumber/support-line\n\n")
+		fmt.Printf("Twilio emulator: %s (account %s, token %s)\nPress Ctrl-C to restore the numbers and stop.\n", env.EmulatorURL, devenv.AccountSID, devenv.AuthToken)
+		<-ctx.Done()
+		ctx = context.Background()
+	}
+
+	section("kubectl delete twiliophonenumbers --all  (deletionPolicy Restore)")
+	if err := show(env.Kubectl(ctx, "delete", "twiliophonenumbers", "--all", "--wait", "--timeout=60s")); err != nil {
+		return err
+	}
+	section("Twilio after delete: the originals are back")
+	printTwilio(env)
+	return nil
+}
+
+func placeCall(ctx context.Context, env *devenv.Env) error {
+	voiceURL, _, _, ok := env.Emulator.EffectiveVoiceURL("+14155550100")
+	if !ok || voiceURL == "" {
+		return fmt.Errorf("+14155550100 has no effective voice URL")
+	}
+	res, err := callsim.Place(ctx, callsim.Call{
+		VoiceURL: voiceURL, AuthToken: devenv.AuthToken, AccountSID: devenv.AccountSID,
+		From: "+15005550006", To: "+14155550100", MediaFrames: 100, DTMF: []string{"4", "2"}, ToneHz: 440,
+	})
+	if err != nil {
+		return fmt.Errorf("simulated call: %w", err)
+	}
+	fmt.Printf("Twilio POSTed the signed voice webhook to %s and got (HTTP %d):\n\n%s\n\n", voiceURL, res.VoiceStatus, indent(res.TwiML))
+	if res.Recording != nil {
+		fmt.Printf("  recording: channels=%s track=%s callback=%s\n", res.Recording.Channels, res.Recording.Track, res.Recording.RecordingStatusCallback)
+	}
+	fmt.Printf("  media stream: %s  parameters from=%s to=%s token=<%d chars>\n", res.StreamURL, res.Parameters["from"], res.Parameters["to"], len(res.Parameters["token"]))
+	fmt.Printf("  caller → agent: %d media frames and %d DTMF digits sent\n", res.SentMedia, res.SentDTMF)
+	fmt.Printf("  agent → caller: %d media frames received before the caller hung up; %d marks echoed\n", res.ReceivedMedia, res.MarksEchoed)
+	fmt.Printf("  recording status callback %s: HTTP %d\n", res.RecordingSID, res.RecordingCallbackStatus)
+
+	var stats sampleagent.Stats
+	resp, err := http.Get(env.AgentStatsURL) //nolint:gosec // the demo's own agent on loopback
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&stats); err != nil {
+		return err
+	}
+	fmt.Printf("  the agent saw: call from %s to %s, %d frames in, %d out, digits %q\n",
+		stats.LastFrom, stats.LastTo, stats.FramesIn, stats.FramesOut, stats.Digits)
+	return nil
+}
+
+func sampleYAML(env *devenv.Env) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `apiVersion: v1
+kind: Secret
+metadata: {name: acme-twilio, namespace: default}
+stringData: {authToken: %s}
+---
+apiVersion: twilio.loquent.io/v1alpha1
+kind: TwilioAccount
+metadata: {name: acme, namespace: default}
+spec:
+  accountSid: %s
+  credentialsSecretRef: {name: acme-twilio}
+  apiURL: %s
+`, devenv.AuthToken, devenv.AccountSID, env.EmulatorURL)
+	for _, n := range numbers {
+		fmt.Fprintf(&b, `---
+apiVersion: twilio.loquent.io/v1alpha1
+kind: TwilioPhoneNumber
+metadata: {name: %s, namespace: default}
+spec:
+  accountRef: {name: acme}
+  phoneNumber: "%s"
+  agent: {url: "%s"}
+`, n.name, n.e164, env.AgentURL)
+	}
+	return b.String()
+}
+
+func printTwilio(env *devenv.Env) {
+	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "NUMBER\tVOICE URL\tMETHOD\tAPPLICATION\tCALLS GO TO")
+	for _, n := range numbers {
+		tw, _ := env.Emulator.NumberByPhone(n.e164)
+		eff, _, _, _ := env.Emulator.EffectiveVoiceURL(n.e164)
+		switch {
+		case tw.VoiceApplicationSID != "":
+			eff = "TwiML application"
+		case eff == "":
+			eff = "(nowhere)"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", n.e164, orDash(tw.VoiceURL), tw.VoiceMethod, orDash(tw.VoiceApplicationSID), eff)
+	}
+	_ = w.Flush()
+}
+
+func show(out string, err error) error {
+	fmt.Print(out)
+	return err
+}
+
+func section(title string) {
+	fmt.Printf("\n── %s %s\n", title, strings.Repeat("─", max(0, 70-len(title))))
+}
+
+func indent(s string) string {
+	return "    " + strings.ReplaceAll(strings.TrimSpace(s), "><", ">\n    <")
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
