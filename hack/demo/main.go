@@ -23,24 +23,8 @@ import (
 
 	"github.com/loquent/twilio-voice-operator/internal/devenv"
 	"github.com/loquent/twilio-voice-operator/internal/sampleagent"
-	"github.com/loquent/twilio-voice-operator/internal/twiliosim"
 	"github.com/loquent/twilio-voice-operator/internal/twiliosim/callsim"
 )
-
-// The emulated customer's numbers: one with a URL (restored exactly, GET
-// included), one without, one on a TwiML application.
-var numbers = []struct {
-	name, e164, friendly string
-	mutate               func(*twiliosim.Number)
-}{
-	{"support-line", "+14155550100", "Support line", func(n *twiliosim.Number) {
-		n.VoiceURL, n.VoiceMethod = "https://old-platform.example.com/voice", "GET"
-	}},
-	{"sales-line", "+14155550101", "Sales line", nil},
-	{"ivr-line", "+14155550102", "IVR line", func(n *twiliosim.Number) {
-		n.VoiceApplicationSID = "APde400000000000000000000000000002"
-	}},
-}
 
 func main() {
 	stay := flag.Bool("stay", false, "keep everything running after the call and print how to use kubectl; Ctrl-C stops and cleans up")
@@ -72,18 +56,12 @@ func run(ctx context.Context, bin string, stay bool) error {
 		fmt.Println("• Stopped every process and removed the temporary directory")
 	}()
 
-	for _, n := range numbers {
-		env.Emulator.AddNumber(twiliosim.Number{AccountSID: devenv.AccountSID, PhoneNumber: n.e164, FriendlyName: n.friendly})
-		if n.mutate != nil {
-			tw, _ := env.Emulator.NumberByPhone(n.e164)
-			env.Emulator.UpdateNumber(tw.SID, n.mutate)
-		}
-	}
+	env.AddSampleNumbers()
 	section("Twilio before (emulated account " + devenv.AccountSID + ")")
 	printTwilio(env)
 
 	samples := filepath.Join(env.Dir, "samples.yaml")
-	if err := os.WriteFile(samples, []byte(sampleYAML(env)), 0o600); err != nil {
+	if err := os.WriteFile(samples, []byte(env.SampleYAML()), 0o600); err != nil {
 		return err
 	}
 	section("kubectl apply -f samples.yaml")
@@ -165,48 +143,19 @@ func placeCall(ctx context.Context, env *devenv.Env) error {
 	return nil
 }
 
-func sampleYAML(env *devenv.Env) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, `apiVersion: v1
-kind: Secret
-metadata: {name: acme-twilio, namespace: default}
-stringData: {authToken: %s}
----
-apiVersion: twilio.loquent.io/v1alpha1
-kind: TwilioAccount
-metadata: {name: acme, namespace: default}
-spec:
-  accountSid: %s
-  credentialsSecretRef: {name: acme-twilio}
-  apiURL: %s
-`, devenv.AuthToken, devenv.AccountSID, env.EmulatorURL)
-	for _, n := range numbers {
-		fmt.Fprintf(&b, `---
-apiVersion: twilio.loquent.io/v1alpha1
-kind: TwilioPhoneNumber
-metadata: {name: %s, namespace: default}
-spec:
-  accountRef: {name: acme}
-  phoneNumber: "%s"
-  agent: {url: "%s"}
-`, n.name, n.e164, env.AgentURL)
-	}
-	return b.String()
-}
-
 func printTwilio(env *devenv.Env) {
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "NUMBER\tVOICE URL\tMETHOD\tAPPLICATION\tCALLS GO TO")
-	for _, n := range numbers {
-		tw, _ := env.Emulator.NumberByPhone(n.e164)
-		eff, _, _, _ := env.Emulator.EffectiveVoiceURL(n.e164)
+	for _, n := range devenv.SampleNumbers {
+		tw, _ := env.Emulator.NumberByPhone(n.E164)
+		eff, _, _, _ := env.Emulator.EffectiveVoiceURL(n.E164)
 		switch {
 		case tw.VoiceApplicationSID != "":
 			eff = "TwiML application"
 		case eff == "":
 			eff = "(nowhere)"
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", n.e164, orDash(tw.VoiceURL), tw.VoiceMethod, orDash(tw.VoiceApplicationSID), eff)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", n.E164, orDash(tw.VoiceURL), tw.VoiceMethod, orDash(tw.VoiceApplicationSID), eff)
 	}
 	_ = w.Flush()
 }
@@ -230,4 +179,3 @@ func orDash(s string) string {
 	}
 	return s
 }
-

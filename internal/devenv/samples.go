@@ -1,0 +1,74 @@
+package devenv
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/loquent/twilio-voice-operator/internal/twiliosim"
+)
+
+// SampleNumber is one number of the emulated customer.
+type SampleNumber struct {
+	// Name is the TwilioPhoneNumber's name.
+	Name string
+	// E164 is the number.
+	E164 string
+	// FriendlyName is its name in Twilio.
+	FriendlyName string
+	// Routing sets the routing it has before the operator takes it over.
+	Routing func(*twiliosim.Number)
+}
+
+// OriginalURL is the support line's Voice URL before the takeover.
+const OriginalURL = "https://old-platform.example.com/voice"
+
+// SampleNumbers are the emulated customer's numbers: one with a Voice URL
+// called by GET (so an exact restore shows), one with none, one on a TwiML
+// application (which takes precedence over any Voice URL).
+var SampleNumbers = []SampleNumber{
+	{"support-line", "+14155550100", "Support line", func(n *twiliosim.Number) { n.VoiceURL, n.VoiceMethod = OriginalURL, "GET" }},
+	{"sales-line", "+14155550101", "Sales line", nil},
+	{"ivr-line", "+14155550102", "IVR line", func(n *twiliosim.Number) { n.VoiceApplicationSID = "APde400000000000000000000000000002" }},
+}
+
+// AddSampleNumbers puts SampleNumbers into the emulated account.
+func (e *Env) AddSampleNumbers() {
+	for _, n := range SampleNumbers {
+		tw := e.Emulator.AddNumber(twiliosim.Number{AccountSID: AccountSID, PhoneNumber: n.E164, FriendlyName: n.FriendlyName})
+		if n.Routing != nil {
+			e.Emulator.UpdateNumber(tw.SID, n.Routing)
+		}
+	}
+}
+
+// SampleYAML is what a platform team would apply: the credentials Secret, the
+// TwilioAccount (pointed at the emulator) and one TwilioPhoneNumber per
+// sample number, each routed to the sample agent.
+func (e *Env) SampleYAML() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `apiVersion: v1
+kind: Secret
+metadata: {name: acme-twilio, namespace: default}
+stringData: {authToken: %s}
+---
+apiVersion: twilio.loquent.io/v1alpha1
+kind: TwilioAccount
+metadata: {name: acme, namespace: default}
+spec:
+  accountSid: %s
+  credentialsSecretRef: {name: acme-twilio}
+  apiURL: %s
+`, AuthToken, AccountSID, e.EmulatorURL)
+	for _, n := range SampleNumbers {
+		fmt.Fprintf(&b, `---
+apiVersion: twilio.loquent.io/v1alpha1
+kind: TwilioPhoneNumber
+metadata: {name: %s, namespace: default}
+spec:
+  accountRef: {name: acme}
+  phoneNumber: "%s"
+  agent: {url: "%s"}
+`, n.Name, n.E164, e.AgentURL)
+	}
+	return b.String()
+}
