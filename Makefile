@@ -10,11 +10,13 @@ export PATH := $(BIN):$(PATH)
 # Pinned tools, built from the Go module proxy into bin/.
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
 GOLANGCI_LINT_VERSION ?= v2.15.0
+HELM_VERSION ?= v3.22.0
 KUBE_VERSION ?= 1.37.2
 ETCD_VERSION ?= 3.6.8
 
 CONTROLLER_GEN ?= $(BIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
 GOLANGCI_LINT ?= $(BIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
+HELM ?= $(BIN)/helm-$(HELM_VERSION)
 ENVTEST_ASSETS ?= $(BIN)/k8s/$(KUBE_VERSION)
 
 GO_TEST_FLAGS ?= -race -count=1
@@ -36,9 +38,21 @@ generate: $(CONTROLLER_GEN) ## Generate deepcopy code.
 	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
 
 .PHONY: manifests
-manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC from markers.
+manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC from markers (and the chart's copies).
 	$(CONTROLLER_GEN) crd rbac:roleName=manager-role paths="./api/..." paths="./controllers/..." \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+	$(MAKE) --no-print-directory chart-crds chart-rbac
+
+CHART := charts/twilio-voice-operator
+
+.PHONY: chart-crds
+chart-crds: ## Copy the generated CRDs into the Helm chart (byte for byte).
+	rm -f $(CHART)/crds/*.yaml
+	cp config/crd/bases/*.yaml $(CHART)/crds/
+
+.PHONY: chart-rbac
+chart-rbac: ## Copy the generated manager ClusterRole into the Helm chart.
+	cp config/rbac/role.yaml $(CHART)/files/manager-role.yaml
 
 .PHONY: fmt
 fmt: ## go fmt.
@@ -58,12 +72,16 @@ $(ENVTEST_ASSETS)/kube-apiserver:
 	KUBE_VERSION=$(KUBE_VERSION) ETCD_VERSION=$(ETCD_VERSION) hack/build-envtest.sh $(ENVTEST_ASSETS)
 
 .PHONY: test
-test: generate manifests envtest ## Run every test (unit, envtest suites, emulator) with the race detector.
-	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) go test $(GO_TEST_FLAGS) -timeout $(TEST_TIMEOUT) ./...
+test: generate manifests envtest $(HELM) ## Run every test (unit, envtest suites, emulator, manifests) with the race detector.
+	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) HELM=$(HELM) go test $(GO_TEST_FLAGS) -timeout $(TEST_TIMEOUT) ./...
 
 .PHONY: bench
 bench: envtest ## Run the convergence benchmark (see README, Performance).
 	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) go run ./hack/bench/converge $(BENCH_ARGS)
+
+.PHONY: demo
+demo: envtest ## Run the whole system locally (control plane, emulator, both binaries, a simulated call). DEMO_ARGS=--stay keeps it up.
+	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) go run ./hack/demo --bin=$(BIN) $(DEMO_ARGS)
 
 .PHONY: verify
 verify: generate manifests fmt ## Regenerate everything and fail if the tree changed.
@@ -90,3 +108,14 @@ $(CONTROLLER_GEN):
 $(GOLANGCI_LINT):
 	GOBIN=$(BIN)/tmp-gl go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 	mv $(BIN)/tmp-gl/golangci-lint $@ && rm -rf $(BIN)/tmp-gl
+
+.PHONY: helm
+helm: $(HELM) ## Build helm into bin/ (a few minutes the first time, reused after).
+# The -X flags are those of helm's own release build: without them `helm
+# version` is empty and `helm template` assumes Kubernetes 1.20.
+HELM_LDFLAGS := -X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION) \
+	$(foreach p,pkg/chartutil pkg/lint/rules,-X helm.sh/helm/v3/$(p).k8sVersionMajor=$(word 1,$(subst ., ,$(KUBE_VERSION))) \
+		-X helm.sh/helm/v3/$(p).k8sVersionMinor=$(word 2,$(subst ., ,$(KUBE_VERSION))))
+$(HELM):
+	GOBIN=$(BIN)/tmp-helm go install -ldflags '$(HELM_LDFLAGS)' helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+	mv $(BIN)/tmp-helm/helm $@ && rm -rf $(BIN)/tmp-helm

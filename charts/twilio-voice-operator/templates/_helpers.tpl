@@ -1,0 +1,97 @@
+{{/* Names: <release>-twilio-voice-operator, or the release name when it already says so. */}}
+{{- define "tvo.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "tvo.manager.name" -}}{{ include "tvo.fullname" . | trunc 55 | trimSuffix "-" }}-manager{{- end -}}
+{{- define "tvo.webhookServer.name" -}}{{ include "tvo.fullname" . | trunc 48 | trimSuffix "-" }}-webhook-server{{- end -}}
+
+{{- define "tvo.manager.serviceAccountName" -}}
+{{- if .Values.manager.serviceAccount.create -}}
+{{- default (include "tvo.manager.name" .) .Values.manager.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.manager.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "tvo.webhookServer.serviceAccountName" -}}
+{{- if .Values.webhookServer.serviceAccount.create -}}
+{{- default (include "tvo.webhookServer.name" .) .Values.webhookServer.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.webhookServer.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "tvo.streamTokenSecretName" -}}
+{{- default (printf "%s-stream-token" (include "tvo.fullname" .)) .Values.webhookServer.streamToken.existingSecret -}}
+{{- end -}}
+
+{{/* Labels on everything; pass (dict "ctx" $ "component" "manager"). */}}
+{{- define "tvo.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .ctx.Chart.Name .ctx.Chart.Version | replace "+" "_" }}
+app.kubernetes.io/version: {{ .ctx.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
+app.kubernetes.io/part-of: twilio-voice-operator
+{{ include "tvo.selectorLabels" . }}
+{{- end -}}
+
+{{/* Selector labels: stable across upgrades (a Deployment's selector is immutable). */}}
+{{- define "tvo.selectorLabels" -}}
+app.kubernetes.io/name: twilio-voice-operator
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+{{- with .component }}
+app.kubernetes.io/component: {{ . }}
+{{- end }}
+{{- end -}}
+
+{{- define "tvo.image" -}}
+{{ .image.repository }}:{{ default .ctx.Chart.AppVersion .image.tag }}
+{{- end -}}
+
+{{/* The restricted Pod Security Standard, for both pods. */}}
+{{- define "tvo.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "tvo.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop:
+  - ALL
+{{- end -}}
+
+{{/* The public URL's host, for the Ingress. */}}
+{{- define "tvo.publicHost" -}}
+{{- regexReplaceAll ":[0-9]+$" (trimPrefix "https://" .Values.publicURL) "" -}}
+{{- end -}}
+
+{{/* Egress both pods need: DNS, the API server, and HTTPS (Twilio). Pass .Values.networkPolicy. */}}
+{{- define "tvo.baseEgress" -}}
+- ports:
+  - port: 53
+    protocol: UDP
+  - port: 53
+    protocol: TCP
+# The API server is not a pod, so no selector can name it; allow its ports
+# anywhere. 443 is also Twilio's REST API.
+- ports:
+  {{- range .apiServerPorts }}
+  - port: {{ . }}
+    protocol: TCP
+  {{- end }}
+  {{- $has443 := false }}
+  {{- range .apiServerPorts }}{{ if eq (int .) 443 }}{{ $has443 = true }}{{ end }}{{ end }}
+  {{- if not $has443 }}
+  - port: 443
+    protocol: TCP
+  {{- end }}
+{{- end -}}

@@ -1,0 +1,206 @@
+// Package e2e runs the system as it is deployed: both binaries built and run
+// as processes against a real API server, each authenticated as its own
+// ServiceAccount bound to exactly the RBAC the Helm chart renders, the Twilio
+// emulator standing in for Twilio, and kubectl as the user.
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/yaml"
+
+	"github.com/loquent/twilio-voice-operator/internal/devenv"
+	"github.com/loquent/twilio-voice-operator/internal/sampleagent"
+	"github.com/loquent/twilio-voice-operator/internal/twiliosim/callsim"
+)
+
+const (
+	root             = "../.."
+	releaseNamespace = "tvo-system"
+)
+
+func helmBinary(t *testing.T) string {
+	if h := os.Getenv("HELM"); h != "" {
+		return h
+	}
+	h, _ := filepath.Abs(filepath.Join(root, "bin", "helm-v3.22.0"))
+	if _, err := os.Stat(h); err != nil {
+		t.Fatalf("helm not found at %s: run `make helm` (make test builds it)", h)
+	}
+	return h
+}
+
+func TestEndToEnd(t *testing.T) {
+	g := NewWithT(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
+		abs, _ := filepath.Abs(filepath.Join(root, "bin", "k8s", "1.37.2"))
+		t.Setenv("KUBEBUILDER_ASSETS", abs)
+	}
+	binDir := t.TempDir()
+	g.Expect(devenv.Build(ctx, root, binDir, nil)).To(Succeed())
+
+	rendered, err := exec.CommandContext(ctx, helmBinary(t), "template", "tvo", filepath.Join(root, "charts", "twilio-voice-operator"),
+		"--namespace", releaseNamespace, "--set", "publicURL=https://voice.example.com").Output()
+	g.Expect(err).NotTo(HaveOccurred(), "helm template")
+	rbac := chartRBAC(t, rendered)
+
+	var once sync.Once
+	var setupErr error
+	env, err := devenv.Start(ctx, devenv.Options{Root: root, BinDir: binDir, Users: func(env *devenv.Env, process string) (string, error) {
+		once.Do(func() { setupErr = applyRBAC(ctx, env, rbac) })
+		if setupErr != nil {
+			return "", setupErr
+		}
+		return serviceAccountKubeconfig(ctx, env, rbac.serviceAccounts[process])
+	}})
+	g.Expect(err).NotTo(HaveOccurred())
+	defer env.Stop()
+	defer func() {
+		if t.Failed() {
+			t.Logf("manager log:\n%s\nwebhookserver log:\n%s", env.Tail("manager", 40), env.Tail("webhookserver", 40))
+		}
+	}()
+
+	env.AddSampleNumbers()
+	samples := filepath.Join(env.Dir, "samples.yaml")
+	g.Expect(os.WriteFile(samples, []byte(env.SampleYAML()), 0o600)).To(Succeed())
+	kubectl(t, env, "apply", "-f", samples)
+	kubectl(t, env, "wait", "--for=condition=Ready", "twilioaccount/acme", "--timeout=90s")
+	kubectl(t, env, "wait", "--for=condition=Ready", "twiliophonenumbers", "--all", "--timeout=90s")
+
+	// kubectl get is the seed's imported-numbers table.
+	table := kubectl(t, env, "get", "twiliophonenumbers")
+	header := strings.Fields(strings.SplitN(table, "\n", 2)[0])
+	g.Expect(strings.Join(header, " ")).To(Equal("NAME NUMBER FRIENDLY NAME ROUTING PREVIOUS URL READY AGE"))
+	g.Expect(table).To(MatchRegexp(`support-line\s+\+14155550100\s+Support line\s+Enabled\s+` + devenv.OriginalURL + `\s+True`))
+
+	// A call reaches the sample agent through the webhook server.
+	voiceURL, _, _, ok := env.Emulator.EffectiveVoiceURL("+14155550100")
+	g.Expect(ok).To(BeTrue())
+	g.Expect(voiceURL).To(Equal(env.PublicURL + "/twilio/voice"))
+	res, err := callsim.Place(ctx, callsim.Call{VoiceURL: voiceURL, AuthToken: devenv.AuthToken, AccountSID: devenv.AccountSID,
+		From: "+15005550006", To: "+14155550100", MediaFrames: 50, DTMF: []string{"7"}})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(res.VoiceStatus).To(Equal(http.StatusOK))
+	g.Expect(res.Recording).NotTo(BeNil())
+	g.Expect(res.Parameters).To(HaveKeyWithValue("to", "+14155550100"))
+	g.Expect(res.ReceivedMedia).To(BeNumerically(">", 0), "the agent's audio reached the caller")
+	g.Expect(res.RecordingCallbackStatus).To(Equal(http.StatusNoContent))
+	stats := agentStats(g, env)
+	g.Expect(stats.LastTo).To(Equal("+14155550100"))
+	g.Expect(stats.FramesIn).To(Equal(int64(res.SentMedia)))
+	g.Expect(stats.Digits).To(Equal("7"))
+
+	// Deleting hands every number back exactly.
+	kubectl(t, env, "delete", "twiliophonenumbers", "--all", "--wait", "--timeout=60s")
+	support, _ := env.Emulator.NumberByPhone("+14155550100")
+	g.Expect([]string{support.VoiceURL, support.VoiceMethod}).To(Equal([]string{devenv.OriginalURL, "GET"}))
+	sales, _ := env.Emulator.NumberByPhone("+14155550101")
+	g.Expect(sales.VoiceURL).To(BeEmpty())
+	ivr, _ := env.Emulator.NumberByPhone("+14155550102")
+	g.Expect(ivr.VoiceApplicationSID).To(Equal("APde400000000000000000000000000002"))
+
+	// Nothing was refused for want of a permission the chart should grant.
+	for _, p := range []string{"manager", "webhookserver"} {
+		g.Expect(env.Tail(p, 100000)).NotTo(ContainSubstring("forbidden"), "%s hit an RBAC refusal", p)
+	}
+}
+
+func kubectl(t *testing.T, env *devenv.Env, args ...string) string {
+	t.Helper()
+	out, err := env.Kubectl(context.Background(), args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func agentStats(g Gomega, env *devenv.Env) sampleagent.Stats {
+	var s sampleagent.Stats
+	resp, err := http.Get(env.AgentStatsURL)
+	g.Expect(err).NotTo(HaveOccurred())
+	defer resp.Body.Close()
+	g.Expect(json.NewDecoder(resp.Body).Decode(&s)).To(Succeed())
+	return s
+}
+
+// renderedRBAC is the RBAC part of the chart's output.
+type renderedRBAC struct {
+	manifest        []byte            // ServiceAccounts, (Cluster)Roles and bindings
+	serviceAccounts map[string]string // "manager" / "webhookserver" → ServiceAccount name
+}
+
+func chartRBAC(t *testing.T, rendered []byte) renderedRBAC {
+	t.Helper()
+	out := renderedRBAC{serviceAccounts: map[string]string{}}
+	var docs []string
+	for _, doc := range strings.Split(string(rendered), "\n---") {
+		var u unstructured.Unstructured
+		if err := yaml.Unmarshal([]byte(doc), &u.Object); err != nil || u.Object == nil {
+			continue
+		}
+		switch u.GetKind() {
+		case "ServiceAccount":
+			if strings.Contains(u.GetName(), "webhook") {
+				out.serviceAccounts["webhookserver"] = u.GetName()
+			} else {
+				out.serviceAccounts["manager"] = u.GetName()
+			}
+		case "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding":
+		default:
+			continue
+		}
+		docs = append(docs, doc)
+	}
+	if out.serviceAccounts["manager"] == "" || out.serviceAccounts["webhookserver"] == "" {
+		t.Fatalf("the chart rendered ServiceAccounts %v; want one for each binary", out.serviceAccounts)
+	}
+	out.manifest = []byte(strings.Join(docs, "\n---"))
+	return out
+}
+
+func applyRBAC(ctx context.Context, env *devenv.Env, rbac renderedRBAC) error {
+	if _, err := env.Kubectl(ctx, "create", "namespace", releaseNamespace); err != nil {
+		return err
+	}
+	path := filepath.Join(env.Dir, "chart-rbac.yaml")
+	if err := os.WriteFile(path, rbac.manifest, 0o600); err != nil {
+		return err
+	}
+	_, err := env.Kubectl(ctx, "apply", "-f", path)
+	return err
+}
+
+// serviceAccountKubeconfig writes a kubeconfig that authenticates as the
+// ServiceAccount with a token from the TokenRequest API.
+func serviceAccountKubeconfig(ctx context.Context, env *devenv.Env, sa string) (string, error) {
+	token, err := env.Kubectl(ctx, "create", "token", sa, "-n", releaseNamespace, "--duration=2h")
+	if err != nil {
+		return "", err
+	}
+	cfg, err := clientcmd.LoadFromFile(env.Kubeconfig)
+	if err != nil {
+		return "", err
+	}
+	for _, auth := range cfg.AuthInfos {
+		auth.ClientCertificateData, auth.ClientKeyData = nil, nil
+		auth.ClientCertificate, auth.ClientKey = "", ""
+		auth.Token = strings.TrimSpace(token)
+	}
+	path := filepath.Join(env.Dir, sa+".kubeconfig")
+	return path, clientcmd.WriteToFile(*cfg, path)
+}
