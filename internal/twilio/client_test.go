@@ -288,3 +288,30 @@ func TestInventoryListsOncePerInterval(t *testing.T) {
 		t.Errorf("%d list calls after the interval, want 2", n)
 	}
 }
+
+// A write recorded while a list is in flight must survive that list, which
+// may carry the state from before the write.
+func TestInventoryKeepsWritesNewerThanTheList(t *testing.T) {
+	listing := make(chan struct{})
+	release := make(chan struct{})
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(listing)
+		<-release
+		jsonAnswer(200, map[string]any{"incoming_phone_numbers": []any{numberJSON("https://before-our-write")}, "next_page_uri": nil})(w, r)
+	}))
+	defer ts.Close()
+	inv := NewInventory(newClient(t, ts.URL, nil))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = inv.Count(context.Background(), time.Minute)
+	}()
+	<-listing
+	inv.Record(Number{SID: pn, PhoneNumber: "+14155550100", Routing: Routing{VoiceURL: "https://ours"}})
+	close(release)
+	<-done
+	n, found, err := inv.Lookup(context.Background(), "+14155550100", time.Minute)
+	if err != nil || !found || n.Routing.VoiceURL != "https://ours" {
+		t.Fatalf("after the list: %+v found=%v err=%v; the recorded write was lost", n.Routing, found, err)
+	}
+}

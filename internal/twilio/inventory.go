@@ -19,6 +19,11 @@ type Inventory struct {
 	listedAt   time.Time
 	refreshing chan struct{} // closed when the running refresh ends
 	lastErr    error
+	// seq orders Records and list starts; recorded holds, per number, the
+	// seq of its last Record, so a list that started earlier (and may carry
+	// the state from before our write) does not overwrite it.
+	seq      uint64
+	recorded map[string]uint64
 }
 
 // NewInventory returns an empty inventory over c.
@@ -54,9 +59,18 @@ func (i *Inventory) Count(ctx context.Context, maxAge time.Duration) (int, error
 func (i *Inventory) Record(n Number) {
 	i.mu.Lock()
 	defer i.mu.Unlock()
-	if i.byNumber != nil && n.PhoneNumber != "" {
-		i.byNumber[n.PhoneNumber] = n
+	if n.PhoneNumber == "" {
+		return
 	}
+	if i.byNumber == nil {
+		i.byNumber = map[string]Number{}
+	}
+	if i.recorded == nil {
+		i.recorded = map[string]uint64{}
+	}
+	i.seq++
+	i.byNumber[n.PhoneNumber] = n
+	i.recorded[n.PhoneNumber] = i.seq
 }
 
 // Forget drops the cached list; the next lookup lists again.
@@ -94,6 +108,8 @@ func (i *Inventory) ensureFresh(ctx context.Context, maxAge time.Duration) error
 		}
 		done := make(chan struct{})
 		i.refreshing = done
+		i.seq++
+		started := i.seq
 		i.mu.Unlock()
 
 		nums, err := i.client.ListNumbers(ctx)
@@ -101,10 +117,7 @@ func (i *Inventory) ensureFresh(ctx context.Context, maxAge time.Duration) error
 		i.mu.Lock()
 		i.lastErr = err
 		if err == nil {
-			i.byNumber = make(map[string]Number, len(nums))
-			for _, n := range nums {
-				i.byNumber[n.PhoneNumber] = n
-			}
+			i.merge(nums, started)
 			i.listedAt = i.now()
 		}
 		i.refreshing = nil
@@ -112,4 +125,23 @@ func (i *Inventory) ensureFresh(ctx context.Context, maxAge time.Duration) error
 		i.mu.Unlock()
 		return err
 	}
+}
+
+// merge replaces the inventory with a list that started at seq started,
+// keeping the numbers Recorded after that: the list may predate those writes.
+func (i *Inventory) merge(nums []Number, started uint64) {
+	fresh := make(map[string]Number, len(nums))
+	for _, n := range nums {
+		fresh[n.PhoneNumber] = n
+	}
+	for e164, at := range i.recorded {
+		if at > started {
+			if n, ok := i.byNumber[e164]; ok {
+				fresh[e164] = n
+			}
+			continue
+		}
+		delete(i.recorded, e164)
+	}
+	i.byNumber = fresh
 }

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -197,6 +198,15 @@ func run(o options) error {
 	fmt.Printf("%-44s %d  (%.1f per number; %s)\n", "Kubernetes API requests while converging", k8sConverge, float64(k8sConverge)/float64(o.n), convergeVerbs)
 	fmt.Printf("%-44s %s  (target: ≤ %d list per interval)\n", fmt.Sprintf("steady-state Twilio calls in %d intervals of %s", intervals, o.poll), kinds(steady), int(math.Ceil(float64(o.n)/1000)))
 	fmt.Printf("%-44s %d\n", fmt.Sprintf("Kubernetes API requests in %d intervals", intervals), k8sSteady)
+	var evs eventsv1.EventList
+	if err := k8s.List(ctx, &evs, client.InNamespace(ns.Name)); err != nil {
+		return err
+	}
+	reasons := map[string]int{}
+	for _, e := range evs.Items {
+		reasons[e.Reason]++
+	}
+	fmt.Printf("%-44s %s\n", "events by reason", kinds(reasons))
 	return nil
 }
 
