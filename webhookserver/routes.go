@@ -70,19 +70,7 @@ func (s *Server) handleVoice(w http.ResponseWriter, r *http.Request) {
 		s.writeXML(w, routeVoice, outcome, s.hangup)
 		return
 	}
-	doc, err := answerTwiML(answer{
-		record:            route.Record,
-		recordingCallback: s.recordingCallback,
-		streamURL:         s.streamURL,
-		from:              from,
-		to:                to,
-		token:             s.tokens.issue(callSID, to, accountSID),
-	})
-	if err != nil {
-		log.Error(err, "Render TwiML")
-		s.respond(w, routeVoice, outcomeInternalError, http.StatusInternalServerError)
-		return
-	}
+	doc := s.answers.render(route.Record, from, to, s.tokens.issue(callSID, to, accountSID))
 	log.Info("Answering call", "object", route.Object.String(), "record", route.Record)
 	s.writeXML(w, routeVoice, outcomeOK, doc)
 }

@@ -165,6 +165,7 @@ type Server struct {
 	streamURL         string
 	recordingCallback string
 	hangup            string // rendered once
+	answers           answerTemplates
 	emptyMessaging    string // rendered once
 
 	upgrader websocket.Upgrader
@@ -207,6 +208,10 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	sig := newSignatureChecker(opts.PublicURL)
+	answers, err := newAnswerTemplates(opts.PublicURL+RecordingPath, sig.streamURL[0]+StreamPath)
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{
 		opts:              opts,
 		limits:            limits,
@@ -217,15 +222,25 @@ func New(opts Options) (*Server, error) {
 		streamURL:         sig.streamURL[0] + StreamPath,
 		recordingCallback: opts.PublicURL + RecordingPath,
 		hangup:            hangup,
+		answers:           answers,
 		emptyMessaging:    empty,
+		// Media frames are ~400-byte JSON messages: 1 KiB read buffers and a
+		// shared pool of write buffers (held only while writing) instead of
+		// gorilla's 4 KiB per direction per socket keep a call's heap small.
 		upgrader: websocket.Upgrader{
 			HandshakeTimeout: limits.WriteTimeout,
+			ReadBufferSize:   1024,
+			WriteBufferSize:  1024,
+			WriteBufferPool:  wsWriteBuffers,
 			// The signature, not the Origin, authenticates the upgrade; Twilio
 			// sends no browser Origin.
 			CheckOrigin: func(*http.Request) bool { return true },
 		},
 		dialer: &websocket.Dialer{
 			HandshakeTimeout: opts.AgentDialTimeout,
+			ReadBufferSize:   1024,
+			WriteBufferSize:  1024,
+			WriteBufferPool:  wsWriteBuffers,
 			Proxy:            http.ProxyFromEnvironment,
 		},
 		recordings: newDedupSet(limits.RecordingDedupSize, limits.RecordingDedupTTL),
@@ -233,6 +248,9 @@ func New(opts Options) (*Server, error) {
 	s.streamCtx, s.cancelStream = context.WithCancel(context.Background())
 	return s, nil
 }
+
+// wsWriteBuffers is shared by every stream's sockets, on both sides.
+var wsWriteBuffers = &sync.Pool{}
 
 // Handler returns the handler of the Twilio routes (voice, stream,
 // recording, events). Unknown paths get 404.

@@ -1,7 +1,9 @@
 package webhookserver
 
 import (
+	"encoding/xml"
 	"fmt"
+	"strings"
 
 	"github.com/twilio/twilio-go/twiml"
 )
@@ -53,6 +55,53 @@ func answerTwiML(a answer) (string, error) {
 		return "", fmt.Errorf("render answer TwiML: %w", err)
 	}
 	return doc, nil
+}
+
+// Placeholders stand for the per-call parameter values in the pre-rendered
+// answers; they are XML-safe, so twiml leaves them as they are.
+const (
+	placeholderFrom  = "__tvo_param_from__"
+	placeholderTo    = "__tvo_param_to__"
+	placeholderToken = "__tvo_param_token__" //nolint:gosec // a placeholder, not a credential
+)
+
+// answerTemplates are the two possible answers (with and without recording),
+// rendered once by twilio-go's twiml package with placeholder parameter
+// values. Rendering through twiml/etree was ~40% of the voice handler's CPU;
+// a call now only substitutes its three XML-escaped values.
+type answerTemplates struct {
+	withRecording, withoutRecording string
+}
+
+func newAnswerTemplates(recordingCallback, streamURL string) (answerTemplates, error) {
+	var t answerTemplates
+	var err error
+	for _, v := range []struct {
+		record bool
+		out    *string
+	}{{true, &t.withRecording}, {false, &t.withoutRecording}} {
+		*v.out, err = answerTwiML(answer{record: v.record, recordingCallback: recordingCallback, streamURL: streamURL,
+			from: placeholderFrom, to: placeholderTo, token: placeholderToken})
+		if err != nil {
+			return t, err
+		}
+	}
+	return t, nil
+}
+
+// render is the answer for one call; values are XML-escaped as attribute values.
+func (t answerTemplates) render(record bool, from, to, token string) string {
+	doc := t.withoutRecording
+	if record {
+		doc = t.withRecording
+	}
+	return strings.NewReplacer(placeholderFrom, xmlAttr(from), placeholderTo, xmlAttr(to), placeholderToken, xmlAttr(token)).Replace(doc)
+}
+
+func xmlAttr(v string) string {
+	var b strings.Builder
+	_ = xml.EscapeText(&b, []byte(v)) // a strings.Builder never fails to write
+	return b.String()
 }
 
 // hangupTwiML tells the caller the number is unavailable and hangs up.
