@@ -76,8 +76,10 @@ test: generate manifests envtest $(HELM) ## Run every test (unit, envtest suites
 	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) HELM=$(HELM) go test $(GO_TEST_FLAGS) -timeout $(TEST_TIMEOUT) ./...
 
 .PHONY: bench
-bench: envtest ## Run the convergence benchmark (see README, Performance).
-	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) go run ./hack/bench/converge $(BENCH_ARGS)
+bench: envtest ## Run the benchmarks: operator convergence, webhook answers, media bridge (README, Performance).
+	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) go run ./hack/bench/converge
+	go run ./hack/bench/webhook
+	go run ./hack/bench/bridge -calls 100
 
 .PHONY: demo
 demo: envtest ## Run the whole system locally (control plane, emulator, both binaries, a simulated call). DEMO_ARGS=--stay keeps it up.
