@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/loquent/twilio-voice-operator/hack/bench/internal/cpu"
 )
 
 // childLifetime bounds a child server that is never told to stop.
@@ -33,7 +35,7 @@ func runChild(calls int, agentURL string) error {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
-		st := serverStats{CPU: cpuTime(), Dropped: srv.dropped()}
+		st := serverStats{CPU: cpu.Process(), Dropped: srv.dropped()}
 		if r.URL.Query().Get("mem") == "1" {
 			m := measureMemory()
 			st.Heap, st.Stack = m.heap, m.stack

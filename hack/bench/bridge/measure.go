@@ -5,6 +5,8 @@ import (
 	"os"
 	"runtime/pprof"
 	"time"
+
+	"github.com/loquent/twilio-voice-operator/hack/bench/internal/cpu"
 )
 
 // leadIn is the unmeasured start of each slice: the set's senders restart.
@@ -46,7 +48,7 @@ func measure(o options, a *agent, srv bridge, sets []*callers) []result {
 		m, s := measureMemory(), srv.stats(true)
 		return memory{heap: m.heap + s.Heap, stack: m.stack + s.Stack}
 	}
-	cpuNow := func() time.Duration { return cpuTime() + srv.stats(false).CPU }
+	cpuNow := func() time.Duration { return cpu.Process() + srv.stats(false).CPU }
 	prev := memNow()
 	for i, c := range sets {
 		p := newPhase(c.name(), budget)
@@ -76,13 +78,13 @@ func measure(o options, a *agent, srv bridge, sets []*callers) []result {
 			r := &res[i]
 			r.p.setActive(true)
 			time.Sleep(leadIn)
-			busy0, total0 := machineCPU()
+			busy0, total0 := cpu.Machine()
 			cpu0, t0 := cpuNow(), time.Now()
 			r.p.measuring.Store(true)
 			time.Sleep(slice)
 			r.p.measuring.Store(false)
 			r.cpu += cpuNow() - cpu0
-			busy1, total1 := machineCPU()
+			busy1, total1 := cpu.Machine()
 			r.machineBusy += busy1 - busy0
 			r.machineTotal += total1 - total0
 			r.window += time.Since(t0)

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/loquent/twilio-voice-operator/hack/bench/internal/cpu"
+
 	"github.com/loquent/twilio-voice-operator/internal/twiliosim/callsim"
 	"github.com/loquent/twilio-voice-operator/webhookserver"
 )
@@ -101,8 +103,8 @@ func runLoad(t target, client *http.Client, workers int, d time.Duration, maxReq
 	var issued, errCount atomic.Int64
 	var firstErr atomic.Value
 	perWorker := make([][]time.Duration, workers)
-	busy0, ticks0 := machineCPU()
-	cpu0 := cpuTime()
+	busy0, ticks0 := cpu.Machine()
+	cpu0 := cpu.Process()
 	start := time.Now()
 	deadline := start.Add(d)
 	var wg sync.WaitGroup
@@ -135,8 +137,8 @@ func runLoad(t target, client *http.Client, workers int, d time.Duration, maxReq
 		}()
 	}
 	wg.Wait()
-	r := result{name: t.name, errors: int(errCount.Load()), elapsed: time.Since(start), cpu: cpuTime() - cpu0}
-	busy1, ticks1 := machineCPU()
+	r := result{name: t.name, errors: int(errCount.Load()), elapsed: time.Since(start), cpu: cpu.Process() - cpu0}
+	busy1, ticks1 := cpu.Machine()
 	r.busy, r.ticks = busy1-busy0, ticks1-ticks0
 	if s, ok := firstErr.Load().(string); ok {
 		r.firstErr = s

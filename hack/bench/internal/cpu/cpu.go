@@ -1,4 +1,7 @@
-package main
+// Package cpu reads CPU use for the bench commands: this process's (getrusage)
+// and the whole machine's (/proc/stat), so a table can say how busy the
+// machine was while it measured.
+package cpu
 
 import (
 	"os"
@@ -8,8 +11,8 @@ import (
 	"time"
 )
 
-// cpuTime is the user plus system CPU time used by this process so far.
-func cpuTime() time.Duration {
+// Process is the user plus system CPU time used by this process so far.
+func Process() time.Duration {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		return 0
@@ -17,9 +20,9 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// machineCPU returns the busy and total CPU time of the whole machine, all
+// Machine returns the busy and total CPU time of the whole machine, all
 // cores, in clock ticks, from /proc/stat (zeros where it is unreadable).
-func machineCPU() (busy, total uint64) {
+func Machine() (busy, total uint64) {
 	data, err := os.ReadFile("/proc/stat")
 	if err != nil {
 		return 0, 0
