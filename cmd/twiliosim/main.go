@@ -9,6 +9,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -31,6 +32,7 @@ func run() error {
 	accountSID := flag.String("account-sid", "", "account SID (generated when empty)")
 	authToken := flag.String("auth-token", "", "auth token, [A-Za-z0-9] only (generated when empty)")
 	numbers := flag.String("numbers", "", "comma-separated E164=VoiceUrl pairs; an empty URL leaves VoiceUrl unset")
+	numbersFile := flag.String("numbers-file", "", "JSON array of numbers: phoneNumber, friendlyName, voiceUrl, voiceMethod, voiceApplicationSid, trunkSid")
 	limit := flag.Int("concurrency-limit", 0, "in-flight requests per account before 429 (0 = unlimited)")
 	latency := flag.Duration("latency", 0, "delay added to every request")
 	flag.Parse()
@@ -48,6 +50,12 @@ func run() error {
 		fmt.Printf("number %s %s voice_url=%q\n", n.SID, n.PhoneNumber, n.VoiceURL)
 	}
 
+	if *numbersFile != "" {
+		if err := addNumbersFile(s, acct.SID, *numbersFile); err != nil {
+			return err
+		}
+	}
+
 	baseURL, err := s.Start(*listen)
 	if err != nil {
 		return fmt.Errorf("start: %w", err)
@@ -60,4 +68,31 @@ func run() error {
 	st := s.Stats()
 	fmt.Printf("stopping after %d requests (%d answered 429, max %d in flight)\n", st.Total, st.TooMany, st.MaxInFlight)
 	return s.Close()
+}
+
+// numberSpec is one entry of --numbers-file.
+type numberSpec struct {
+	PhoneNumber         string `json:"phoneNumber"`
+	FriendlyName        string `json:"friendlyName"`
+	VoiceURL            string `json:"voiceUrl"`
+	VoiceMethod         string `json:"voiceMethod"`
+	VoiceApplicationSID string `json:"voiceApplicationSid"`
+	TrunkSID            string `json:"trunkSid"`
+}
+
+func addNumbersFile(s *twiliosim.Server, accountSID, path string) error {
+	data, err := os.ReadFile(path) //nolint:gosec // a file the user named on the command line
+	if err != nil {
+		return fmt.Errorf("--numbers-file: %w", err)
+	}
+	var specs []numberSpec
+	if err := json.Unmarshal(data, &specs); err != nil {
+		return fmt.Errorf("--numbers-file %s: %w", path, err)
+	}
+	for _, sp := range specs {
+		n := s.AddNumber(twiliosim.Number{AccountSID: accountSID, PhoneNumber: sp.PhoneNumber, FriendlyName: sp.FriendlyName,
+			VoiceURL: sp.VoiceURL, VoiceMethod: sp.VoiceMethod, VoiceApplicationSID: sp.VoiceApplicationSID, TrunkSID: sp.TrunkSID})
+		fmt.Printf("number %s %s voice_url=%q application=%q trunk=%q\n", n.SID, n.PhoneNumber, n.VoiceURL, n.VoiceApplicationSID, n.TrunkSID)
+	}
+	return nil
 }

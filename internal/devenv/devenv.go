@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -46,6 +47,11 @@ type Options struct {
 	// Users, when set, returns the kubeconfig each process runs with (by
 	// process name: "manager", "webhookserver"); nil runs them as cluster admin.
 	Users func(env *Env, process string) (kubeconfig string, err error)
+	// StandaloneEmulator runs the Twilio emulator as its own process
+	// (cmd/twiliosim) holding SampleNumbers; Env.Emulator is then nil and
+	// Twilio's state is read over its REST API. Otherwise it runs in this
+	// process and the caller adds numbers (AddSampleNumbers).
+	StandaloneEmulator bool
 }
 
 // Env is a running local system.
@@ -56,7 +62,8 @@ type Env struct {
 	Kubeconfig string
 	// Config is the admin rest.Config.
 	Config *rest.Config
-	// Emulator is the Twilio emulator; EmulatorURL its base URL.
+	// Emulator is the in-process Twilio emulator (nil with StandaloneEmulator);
+	// EmulatorURL is its base URL either way.
 	Emulator    *twiliosim.Server
 	EmulatorURL string
 	// PublicURL is the webhook server's base URL (http, loopback).
@@ -77,11 +84,11 @@ type process struct {
 	done chan struct{}
 }
 
-// Build compiles the three binaries into binDir.
+// Build compiles the binaries Start runs into binDir.
 func Build(ctx context.Context, root, binDir string, log io.Writer) error {
-	logf(log, "Building manager, webhookserver and sampleagent")
+	logf(log, "Building manager, webhookserver, sampleagent and twiliosim")
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", binDir+string(os.PathSeparator),
-		"./cmd/manager", "./cmd/webhookserver", "./cmd/sampleagent")
+		"./cmd/manager", "./cmd/webhookserver", "./cmd/sampleagent", "./cmd/twiliosim")
 	cmd.Dir, cmd.Stdout, cmd.Stderr = root, os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("go build: %w", err)
@@ -118,15 +125,11 @@ func Start(ctx context.Context, o Options) (env *Env, err error) {
 		return env, err
 	}
 
-	logf(o.Log, "Starting the Twilio emulator")
-	env.Emulator = twiliosim.New()
-	env.Emulator.AddAccount(twiliosim.Account{SID: AccountSID, AuthToken: AuthToken, FriendlyName: "Demo customer (emulated)"})
-	if env.EmulatorURL, err = env.Emulator.Start("127.0.0.1:0"); err != nil {
+	ports, err := freePorts(6)
+	if err != nil {
 		return env, err
 	}
-
-	ports, err := freePorts(5)
-	if err != nil {
+	if err := env.startEmulator(ctx, ports[5]); err != nil {
 		return env, err
 	}
 	webhookAddr, whProbe, mgrProbe, agentAddr := ports[0], ports[1], ports[2], ports[3]
@@ -172,6 +175,29 @@ func Start(ctx context.Context, o Options) (env *Env, err error) {
 	return env, nil
 }
 
+func (e *Env) startEmulator(ctx context.Context, addr string) error {
+	if !e.opts.StandaloneEmulator {
+		logf(e.opts.Log, "Starting the Twilio emulator")
+		e.Emulator = twiliosim.New()
+		e.Emulator.AddAccount(twiliosim.Account{SID: AccountSID, AuthToken: AuthToken, FriendlyName: "Demo customer (emulated)"})
+		var err error
+		e.EmulatorURL, err = e.Emulator.Start("127.0.0.1:0")
+		return err
+	}
+	logf(e.opts.Log, "Starting the Twilio emulator as a process, with the sample numbers")
+	file := filepath.Join(e.Dir, "numbers.json")
+	if err := os.WriteFile(file, sampleNumbersJSON(), 0o600); err != nil {
+		return err
+	}
+	if err := e.spawn(ctx, "twiliosim", "", "--listen="+addr, "--account-sid="+AccountSID,
+		"--auth-token="+AuthToken, "--numbers-file="+file); err != nil {
+		return err
+	}
+	e.EmulatorURL = "http://" + addr
+	// Unauthenticated, the emulator answers 401: it is up.
+	return e.waitHTTP(ctx, "twiliosim", e.EmulatorURL+"/2010-04-01/Accounts/"+AccountSID+".json", 30*time.Second, http.StatusUnauthorized)
+}
+
 func (e *Env) kubeconfigFor(process string) string {
 	if e.opts.Users == nil {
 		return e.Kubeconfig
@@ -199,7 +225,7 @@ func (e *Env) WriteKubeconfig(name string, groups []string) (string, error) {
 }
 
 func (e *Env) spawn(ctx context.Context, name, kubeconfig string, args ...string) error {
-	if name != "sampleagent" && kubeconfig == "" {
+	if (name == "manager" || name == "webhookserver") && kubeconfig == "" {
 		return fmt.Errorf("no kubeconfig for %s", name)
 	}
 	logPath := filepath.Join(e.Dir, name+".log")
@@ -221,7 +247,10 @@ func (e *Env) spawn(ctx context.Context, name, kubeconfig string, args ...string
 	return nil
 }
 
-func (e *Env) waitHTTP(ctx context.Context, name, url string, limit time.Duration) error {
+func (e *Env) waitHTTP(ctx context.Context, name, url string, limit time.Duration, want ...int) error {
+	if len(want) == 0 {
+		want = []int{http.StatusOK}
+	}
 	deadline := time.Now().Add(limit)
 	for time.Now().Before(deadline) {
 		for _, p := range e.procs {
@@ -233,7 +262,7 @@ func (e *Env) waitHTTP(ctx context.Context, name, url string, limit time.Duratio
 		}
 		if resp, err := http.Get(url); err == nil { //nolint:gosec // loopback probe of our own process
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			if slices.Contains(want, resp.StatusCode) {
 				return nil
 			}
 		}

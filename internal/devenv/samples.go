@@ -1,6 +1,7 @@
 package devenv
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -71,4 +72,26 @@ spec:
 `, n.Name, n.E164, e.AgentURL)
 	}
 	return b.String()
+}
+
+// sampleNumbersJSON is SampleNumbers in cmd/twiliosim's --numbers-file format.
+func sampleNumbersJSON() []byte {
+	type spec struct {
+		PhoneNumber         string `json:"phoneNumber"`
+		FriendlyName        string `json:"friendlyName"`
+		VoiceURL            string `json:"voiceUrl,omitempty"`
+		VoiceMethod         string `json:"voiceMethod,omitempty"`
+		VoiceApplicationSID string `json:"voiceApplicationSid,omitempty"`
+		TrunkSID            string `json:"trunkSid,omitempty"`
+	}
+	specs := make([]spec, 0, len(SampleNumbers))
+	for _, sn := range SampleNumbers {
+		n := twiliosim.Number{PhoneNumber: sn.E164, FriendlyName: sn.FriendlyName}
+		if sn.Routing != nil {
+			sn.Routing(&n)
+		}
+		specs = append(specs, spec{n.PhoneNumber, n.FriendlyName, n.VoiceURL, n.VoiceMethod, n.VoiceApplicationSID, n.TrunkSID})
+	}
+	data, _ := json.Marshal(specs) // strings only: cannot fail
+	return data
 }

@@ -1,13 +1,15 @@
 // Package e2e runs the system as it is deployed: both binaries built and run
 // as processes against a real API server, each authenticated as its own
 // ServiceAccount bound to exactly the RBAC the Helm chart renders, the Twilio
-// emulator standing in for Twilio, and kubectl as the user.
+// emulator as a standalone process standing in for Twilio (read through its
+// REST API, as anyone would read Twilio), and kubectl as the user.
 package e2e
 
 import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -60,7 +62,7 @@ func TestEndToEnd(t *testing.T) {
 
 	var once sync.Once
 	var setupErr error
-	env, err := devenv.Start(ctx, devenv.Options{Root: root, BinDir: binDir, Users: func(env *devenv.Env, process string) (string, error) {
+	env, err := devenv.Start(ctx, devenv.Options{Root: root, BinDir: binDir, StandaloneEmulator: true, Users: func(env *devenv.Env, process string) (string, error) {
 		once.Do(func() { setupErr = applyRBAC(ctx, env, rbac) })
 		if setupErr != nil {
 			return "", setupErr
@@ -75,7 +77,6 @@ func TestEndToEnd(t *testing.T) {
 		}
 	}()
 
-	env.AddSampleNumbers()
 	samples := filepath.Join(env.Dir, "samples.yaml")
 	g.Expect(os.WriteFile(samples, []byte(env.SampleYAML()), 0o600)).To(Succeed())
 	kubectl(t, env, "apply", "-f", samples)
@@ -88,10 +89,14 @@ func TestEndToEnd(t *testing.T) {
 	g.Expect(strings.Join(header, " ")).To(Equal("NAME NUMBER FRIENDLY NAME ROUTING PREVIOUS URL READY AGE"))
 	g.Expect(table).To(MatchRegexp(`support-line\s+\+14155550100\s+Support line\s+Enabled\s+` + devenv.OriginalURL + `\s+True`))
 
+	// Twilio now sends every number's calls to the webhook server.
+	for _, n := range devenv.SampleNumbers {
+		tw := twilioNumber(g, env, n.E164)
+		g.Expect([]string{tw.VoiceURL, tw.VoiceApplicationSID, tw.TrunkSID}).To(Equal([]string{env.PublicURL + "/twilio/voice", "", ""}), n.E164)
+	}
+
 	// A call reaches the sample agent through the webhook server.
-	voiceURL, _, _, ok := env.Emulator.EffectiveVoiceURL("+14155550100")
-	g.Expect(ok).To(BeTrue())
-	g.Expect(voiceURL).To(Equal(env.PublicURL + "/twilio/voice"))
+	voiceURL := twilioNumber(g, env, "+14155550100").VoiceURL
 	res, err := callsim.Place(ctx, callsim.Call{VoiceURL: voiceURL, AuthToken: devenv.AuthToken, AccountSID: devenv.AccountSID,
 		From: "+15005550006", To: "+14155550100", MediaFrames: 50, DTMF: []string{"7"}})
 	g.Expect(err).NotTo(HaveOccurred())
@@ -107,17 +112,51 @@ func TestEndToEnd(t *testing.T) {
 
 	// Deleting hands every number back exactly.
 	kubectl(t, env, "delete", "twiliophonenumbers", "--all", "--wait", "--timeout=60s")
-	support, _ := env.Emulator.NumberByPhone("+14155550100")
+	support := twilioNumber(g, env, "+14155550100")
 	g.Expect([]string{support.VoiceURL, support.VoiceMethod}).To(Equal([]string{devenv.OriginalURL, "GET"}))
-	sales, _ := env.Emulator.NumberByPhone("+14155550101")
-	g.Expect(sales.VoiceURL).To(BeEmpty())
-	ivr, _ := env.Emulator.NumberByPhone("+14155550102")
-	g.Expect(ivr.VoiceApplicationSID).To(Equal("APde400000000000000000000000000002"))
+	g.Expect(twilioNumber(g, env, "+14155550101").VoiceURL).To(BeEmpty())
+	ivr := twilioNumber(g, env, "+14155550102")
+	g.Expect([]string{ivr.VoiceApplicationSID, ivr.VoiceURL}).To(Equal([]string{"APde400000000000000000000000000002", ""}))
 
 	// Nothing was refused for want of a permission the chart should grant.
 	for _, p := range []string{"manager", "webhookserver"} {
 		g.Expect(env.Tail(p, 100000)).NotTo(ContainSubstring("forbidden"), "%s hit an RBAC refusal", p)
 	}
+}
+
+// restNumber is what Twilio's REST API says of a number (nulls read as "").
+type restNumber struct {
+	VoiceURL            string `json:"voice_url"`
+	VoiceMethod         string `json:"voice_method"`
+	VoiceApplicationSID string `json:"voice_application_sid"`
+	TrunkSID            string `json:"trunk_sid"`
+}
+
+// twilioNumber reads a number from the emulator's REST API with plain HTTP,
+// not with the operator's adapter, so the check shares no code with what it checks.
+func twilioNumber(g Gomega, env *devenv.Env, e164 string) restNumber {
+	req, err := http.NewRequest(http.MethodGet, env.EmulatorURL+"/2010-04-01/Accounts/"+devenv.AccountSID+
+		"/IncomingPhoneNumbers.json?PhoneNumber="+url.QueryEscape(e164), nil)
+	g.Expect(err).NotTo(HaveOccurred())
+	req.SetBasicAuth(devenv.AccountSID, devenv.AuthToken)
+	resp, err := http.DefaultClient.Do(req)
+	g.Expect(err).NotTo(HaveOccurred())
+	defer resp.Body.Close()
+	g.Expect(resp.StatusCode).To(Equal(http.StatusOK))
+	var page struct {
+		Numbers []struct {
+			PhoneNumber string `json:"phone_number"`
+			restNumber
+		} `json:"incoming_phone_numbers"`
+	}
+	g.Expect(json.NewDecoder(resp.Body).Decode(&page)).To(Succeed())
+	for _, n := range page.Numbers {
+		if n.PhoneNumber == e164 {
+			return n.restNumber
+		}
+	}
+	g.Expect(page.Numbers).To(ContainElement(HaveField("PhoneNumber", e164)), "%s is not in the emulated account", e164)
+	return restNumber{}
 }
 
 func kubectl(t *testing.T, env *devenv.Env, args ...string) string {
