@@ -462,3 +462,33 @@ func TestSchemaRefusesInvalidObjects(t *testing.T) {
 		}
 	})
 }
+
+// (j) A 4xx from Twilio is terminal: Synced=False TwilioRejected, no retries
+// until the object changes; then it converges.
+func TestTerminalErrorWaitsForAChange(t *testing.T) {
+	g := NewWithT(t)
+	ns, acct, e164, tw := newScenario(t, withURL(originalURL))
+	var healed atomic.Bool
+	emulator.FailNext(func(r twiliosim.Request) bool {
+		return r.Kind == "UpdateNumber" && r.NumberSID == tw.SID && !healed.Load()
+	}, twiliosim.Fault{Status: http.StatusBadRequest, Code: 21502, Message: "Invalid url"}, 1_000_000)
+	createNumber(t, ns, "n", acct, e164, nil)
+
+	g.Eventually(func(g Gomega) string {
+		s, r, _ := condition(getNumber(g, ns, "n").Status.Conditions, twiliov1.ConditionSynced)
+		return string(s) + "/" + r
+	}, wait, tick).Should(Equal("False/" + twiliov1.ReasonTwilioRejected))
+	attempts := len(twilioRequests("UpdateNumber", tw.SID))
+	g.Consistently(func() int { return len(twilioRequests("UpdateNumber", tw.SID)) }, 3*testPoll, tick).Should(Equal(attempts),
+		"a terminal error must not be retried, not even by the poll")
+	g.Expect(getNumber(g, ns, "n").Status.PreviousVoiceURL).To(Equal(ptrTo(originalURL)), "saved before the refused write")
+
+	// Something changes (here: the spec); the operator tries again and converges.
+	healed.Store(true)
+	n := getNumber(g, ns, "n")
+	base := n.DeepCopy()
+	n.Spec.Recording.Enabled = ptrTo(false)
+	g.Expect(k8s.Patch(context.Background(), n, client.MergeFrom(base))).To(Succeed())
+	waitReady(t, ns, "n", metav1.ConditionTrue, twiliov1.ReasonConfigured)
+	g.Expect(twilioNumber(g, tw.SID).VoiceURL).To(Equal(testVoiceURL))
+}
