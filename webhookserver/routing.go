@@ -137,8 +137,12 @@ func NewRouting(cfg *rest.Config, opts RoutingOptions) (*Routing, error) {
 // returns an error if the initial sync fails, nil after ctx ends.
 func (r *Routing) Start(ctx context.Context) error {
 	handler := toolscache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { r.markDirty() },
-		UpdateFunc: func(any, any) { r.markDirty() },
+		AddFunc: func(any) { r.markDirty() },
+		UpdateFunc: func(oldObj, newObj any) {
+			if changesRouting(oldObj, newObj) {
+				r.markDirty()
+			}
+		},
 		DeleteFunc: func(any) { r.markDirty() },
 	}
 	for _, obj := range []client.Object{&twiliov1.TwilioPhoneNumber{}, &twiliov1.TwilioAccount{}} {
@@ -199,6 +203,22 @@ func (r *Routing) Validators(accountSID string) []AccountValidator {
 
 // AllValidators returns validators for every known account's auth tokens.
 func (r *Routing) AllValidators() []AccountValidator { return r.table.Load().all }
+
+// changesRouting reports whether an update can change the table. The
+// operator writes status (3 times per number while taking it over, and each
+// account's counts every poll); only the spec, and for numbers whether they
+// hold a saved original (ownership order), matter here.
+func changesRouting(oldObj, newObj any) bool {
+	switch o := oldObj.(type) {
+	case *twiliov1.TwilioPhoneNumber:
+		n, ok := newObj.(*twiliov1.TwilioPhoneNumber)
+		return !ok || o.Generation != n.Generation || o.HoldsOriginal() != n.HoldsOriginal()
+	case *twiliov1.TwilioAccount:
+		n, ok := newObj.(*twiliov1.TwilioAccount)
+		return !ok || o.Generation != n.Generation
+	}
+	return true
+}
 
 // markDirty asks the rebuild loop for a new table; bursts of events coalesce.
 func (r *Routing) markDirty() {

@@ -61,3 +61,32 @@ func TestRoutingWatchesOnlyReferencedSecrets(t *testing.T) {
 	g.Eventually(func() []string { return watchedSecrets(h.routing) }).Should(BeEmpty())
 	g.Eventually(func() []AccountValidator { return h.routing.Validators(acct.sid) }).Should(BeEmpty())
 }
+
+func TestChangesRoutingIgnoresStatusWrites(t *testing.T) {
+	num := &twiliov1.TwilioPhoneNumber{}
+	num.Generation = 1
+	statusOnly := num.DeepCopy()
+	statusOnly.Status.PhoneNumberSID = "PN1"
+	specChange := num.DeepCopy()
+	specChange.Generation = 2
+	tookOver := num.DeepCopy()
+	tookOver.Status.SavedRouting = &twiliov1.SavedRouting{VoiceURL: "https://old"}
+	acct := &twiliov1.TwilioAccount{}
+	acctStatus := acct.DeepCopy()
+	acctStatus.Status.NumbersManaged = 3
+	tests := []struct {
+		name     string
+		old, new any
+		want     bool
+	}{
+		{"number status only", num, statusOnly, false},
+		{"number spec", num, specChange, true},
+		{"number took over (ownership order)", num, tookOver, true},
+		{"account status only", acct, acctStatus, false},
+	}
+	for _, tt := range tests {
+		if got := changesRouting(tt.old, tt.new); got != tt.want {
+			t.Errorf("%s: changesRouting = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
