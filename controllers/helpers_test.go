@@ -126,6 +126,24 @@ func waitReady(t *testing.T, ns, name string, status metav1.ConditionStatus, rea
 	return n
 }
 
+// waitSynced waits until the number's Synced condition has this status and reason.
+func waitSynced(t *testing.T, ns, name string, status metav1.ConditionStatus, reason string) {
+	t.Helper()
+	NewWithT(t).Eventually(func(g Gomega) []string {
+		s, r, _ := condition(getNumber(g, ns, name).Status.Conditions, twiliov1.ConditionSynced)
+		return []string{string(s), r}
+	}, wait, tick).Should(Equal([]string{string(status), reason}))
+}
+
+// failUpdatesUntilHealed makes every update of the number fail with f until heal is called.
+func failUpdatesUntilHealed(sid string, f twiliosim.Fault) (heal func()) {
+	var healed atomic.Bool
+	emulator.FailNext(func(r twiliosim.Request) bool {
+		return r.Kind == "UpdateNumber" && r.NumberSID == sid && !healed.Load()
+	}, f, 1_000_000)
+	return func() { healed.Store(true) }
+}
+
 func waitGone(t *testing.T, ns, name string) {
 	t.Helper()
 	NewWithT(t).Eventually(func() bool {

@@ -366,21 +366,15 @@ func TestRateLimitedBackoffConverges(t *testing.T) {
 func TestServerErrorsRetried(t *testing.T) {
 	g := NewWithT(t)
 	ns, acct, e164, tw := newScenario(t, withURL(originalURL))
-	var healed atomic.Bool
-	emulator.FailNext(func(r twiliosim.Request) bool {
-		return r.Kind == "UpdateNumber" && r.NumberSID == tw.SID && !healed.Load()
-	}, twiliosim.Fault{Status: http.StatusServiceUnavailable, Code: 20503, Message: "Service unavailable"}, 1_000_000)
+	heal := failUpdatesUntilHealed(tw.SID, twiliosim.Fault{Status: http.StatusServiceUnavailable, Code: 20503, Message: "Service unavailable"})
 	createNumber(t, ns, "n", acct, e164, nil)
 
-	g.Eventually(func(g Gomega) string {
-		s, r, _ := condition(getNumber(g, ns, "n").Status.Conditions, twiliov1.ConditionSynced)
-		return string(s) + "/" + r
-	}, wait, tick).Should(Equal("False/" + twiliov1.ReasonTwilioAPIError))
+	waitSynced(t, ns, "n", metav1.ConditionFalse, twiliov1.ReasonTwilioAPIError)
 	n := getNumber(g, ns, "n")
 	g.Expect(n.Status.PreviousVoiceURL).To(Equal(ptrTo(originalURL)), "saved before the failing write")
 	g.Expect(len(twilioRequests("UpdateNumber", tw.SID))).To(BeNumerically(">=", 2), "retried")
 
-	healed.Store(true)
+	heal()
 	waitReady(t, ns, "n", metav1.ConditionTrue, twiliov1.ReasonConfigured)
 	g.Expect(twilioNumber(g, tw.SID).VoiceURL).To(Equal(testVoiceURL))
 }
@@ -468,23 +462,17 @@ func TestSchemaRefusesInvalidObjects(t *testing.T) {
 func TestTerminalErrorWaitsForAChange(t *testing.T) {
 	g := NewWithT(t)
 	ns, acct, e164, tw := newScenario(t, withURL(originalURL))
-	var healed atomic.Bool
-	emulator.FailNext(func(r twiliosim.Request) bool {
-		return r.Kind == "UpdateNumber" && r.NumberSID == tw.SID && !healed.Load()
-	}, twiliosim.Fault{Status: http.StatusBadRequest, Code: 21502, Message: "Invalid url"}, 1_000_000)
+	heal := failUpdatesUntilHealed(tw.SID, twiliosim.Fault{Status: http.StatusBadRequest, Code: 21502, Message: "Invalid url"})
 	createNumber(t, ns, "n", acct, e164, nil)
 
-	g.Eventually(func(g Gomega) string {
-		s, r, _ := condition(getNumber(g, ns, "n").Status.Conditions, twiliov1.ConditionSynced)
-		return string(s) + "/" + r
-	}, wait, tick).Should(Equal("False/" + twiliov1.ReasonTwilioRejected))
+	waitSynced(t, ns, "n", metav1.ConditionFalse, twiliov1.ReasonTwilioRejected)
 	attempts := len(twilioRequests("UpdateNumber", tw.SID))
 	g.Consistently(func() int { return len(twilioRequests("UpdateNumber", tw.SID)) }, 3*testPoll, tick).Should(Equal(attempts),
 		"a terminal error must not be retried, not even by the poll")
 	g.Expect(getNumber(g, ns, "n").Status.PreviousVoiceURL).To(Equal(ptrTo(originalURL)), "saved before the refused write")
 
 	// Something changes (here: the spec); the operator tries again and converges.
-	healed.Store(true)
+	heal()
 	n := getNumber(g, ns, "n")
 	base := n.DeepCopy()
 	n.Spec.Recording.Enabled = ptrTo(false)
