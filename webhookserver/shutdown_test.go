@@ -14,11 +14,7 @@ import (
 // until the caller hangs up; then Serve returns, well inside the grace period.
 func TestShutdownDrainsLiveCalls(t *testing.T) {
 	g := NewWithT(t)
-	ns := newNamespace(t)
-	acct := createAccount(t, ns, "main")
-	agent := newTestAgent(t, false)
-	createNumber(t, ns, "support", "+14155550200", "main", agent.url)
-	h := startServer(t, ns, func(o *Options) { o.ShutdownGracePeriod = 10 * time.Minute })
+	_, acct, agent, h := routedNumber(t, "+14155550200", false, func(o *Options) { o.ShutdownGracePeriod = 10 * time.Minute })
 	c := h.routedCall(g, acct, "+15550001", "+14155550200")
 	c.open(nil)
 	ac := agent.accept(g)
@@ -66,11 +62,7 @@ func TestShutdownDrainsLiveCalls(t *testing.T) {
 // closed cleanly on both sides (1001 going away).
 func TestShutdownGraceExpires(t *testing.T) {
 	g := NewWithT(t)
-	ns := newNamespace(t)
-	acct := createAccount(t, ns, "main")
-	agent := newTestAgent(t, false)
-	createNumber(t, ns, "support", "+14155550210", "main", agent.url)
-	h := startServer(t, ns, func(o *Options) { o.ShutdownGracePeriod = 50 * time.Millisecond })
+	_, acct, agent, h := routedNumber(t, "+14155550210", false, func(o *Options) { o.ShutdownGracePeriod = 50 * time.Millisecond })
 	c := h.routedCall(g, acct, "+15550001", "+14155550210")
 	c.open(nil)
 	ac := agent.accept(g)

@@ -38,11 +38,7 @@ func agentMedia(streamSID string, i int) []byte {
 
 func TestFullCall(t *testing.T) {
 	g := NewWithT(t)
-	ns := newNamespace(t)
-	acct := createAccount(t, ns, "main")
-	agent := newTestAgent(t, false)
-	createNumber(t, ns, "support", "+14155550130", "main", agent.url)
-	h := startServer(t, ns)
+	_, acct, agent, h := routedNumber(t, "+14155550130", false)
 
 	c := h.routedCall(g, acct, "+15550001", "+14155550130")
 	c.open(nil)
@@ -283,11 +279,7 @@ func TestSlowAgentDropsMedia(t *testing.T) {
 // close frame; the agent's stream is closed cleanly.
 func TestCallerGoneClosesAgent(t *testing.T) {
 	g := NewWithT(t)
-	ns := newNamespace(t)
-	acct := createAccount(t, ns, "main")
-	agent := newTestAgent(t, false)
-	createNumber(t, ns, "support", "+14155550170", "main", agent.url)
-	h := startServer(t, ns)
+	_, acct, agent, h := routedNumber(t, "+14155550170", false)
 	c := h.routedCall(g, acct, "+15550001", "+14155550170")
 	c.open(nil)
 	ac := agent.accept(g)
@@ -305,11 +297,7 @@ func TestCallerGoneClosesAgent(t *testing.T) {
 // caller's stream is closed cleanly.
 func TestAgentHangsUp(t *testing.T) {
 	g := NewWithT(t)
-	ns := newNamespace(t)
-	acct := createAccount(t, ns, "main")
-	agent := newTestAgent(t, false)
-	createNumber(t, ns, "support", "+14155550175", "main", agent.url)
-	h := startServer(t, ns)
+	_, acct, agent, h := routedNumber(t, "+14155550175", false)
 	c := h.routedCall(g, acct, "+15550001", "+14155550175")
 	c.open(nil)
 	ac := agent.accept(g)

@@ -185,6 +185,18 @@ type harness struct {
 	client   *http.Client
 }
 
+// routedNumber sets up the common case: a namespace with account "main", a
+// test agent (stalling when asked) and the number "support" routed to it, and
+// a server for the namespace.
+func routedNumber(t testing.TB, number string, stallAgent bool, adjust ...func(*Options)) (string, account, *testAgent, *harness) {
+	t.Helper()
+	ns := newNamespace(t)
+	acct := createAccount(t, ns, "main")
+	agent := newTestAgent(t, stallAgent)
+	createNumber(t, ns, "support", number, "main", agent.url)
+	return ns, acct, agent, startServer(t, ns, adjust...)
+}
+
 // startServer runs a server for ns on a loopback listener, with public URL
 // testPublicURL, and waits until its routing table has synced.
 func startServer(t testing.TB, ns string, adjust ...func(*Options)) *harness {
