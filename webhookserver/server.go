@@ -162,11 +162,9 @@ type Server struct {
 	sig     signatureChecker
 	tokens  tokenSigner
 
-	streamURL         string
-	recordingCallback string
-	hangup            string // rendered once
-	answers           answerTemplates
-	emptyMessaging    string // rendered once
+	hangup         string // rendered once
+	answers        answerTemplates
+	emptyMessaging string // rendered once
 
 	upgrader websocket.Upgrader
 	dialer   *websocket.Dialer
@@ -213,17 +211,15 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		opts:              opts,
-		limits:            limits,
-		metrics:           opts.Metrics,
-		log:               opts.Log,
-		sig:               sig,
-		tokens:            tokenSigner{key: opts.TokenKey, ttl: opts.TokenTTL, now: time.Now},
-		streamURL:         sig.streamURL[0] + StreamPath,
-		recordingCallback: opts.PublicURL + RecordingPath,
-		hangup:            hangup,
-		answers:           answers,
-		emptyMessaging:    empty,
+		opts:           opts,
+		limits:         limits,
+		metrics:        opts.Metrics,
+		log:            opts.Log,
+		sig:            sig,
+		tokens:         tokenSigner{key: opts.TokenKey, ttl: opts.TokenTTL, now: time.Now},
+		hangup:         hangup,
+		answers:        answers,
+		emptyMessaging: empty,
 		// Media frames are ~400-byte JSON messages: 1 KiB read buffers and a
 		// shared pool of write buffers (held only while writing) instead of
 		// gorilla's 4 KiB per direction per socket keep a call's heap small.
