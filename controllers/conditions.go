@@ -33,7 +33,7 @@ func syncedCondition(err error) (metav1.ConditionStatus, string, string) {
 			fmt.Sprintf("Twilio answered 429 (too many concurrent requests); retrying with backoff: %v", err)
 	case twilio.ClassTerminal:
 		return metav1.ConditionFalse, twiliov1.ReasonTwilioRejected,
-			fmt.Sprintf("Twilio refused the request; not retried until the object, its account or its Secret changes: %v", err)
+			fmt.Sprintf("Twilio refused the request; it is not sent again until the object, its account or Secret, or the number in Twilio changes: %v", err)
 	default:
 		return metav1.ConditionFalse, twiliov1.ReasonTwilioAPIError,
 			fmt.Sprintf("Twilio API call failed; retrying with backoff: %v", err)

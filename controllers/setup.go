@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -53,7 +54,7 @@ func SetupIndexes(ctx context.Context, mgr ctrl.Manager) error {
 // SetupWithManager registers the TwilioPhoneNumber controller.
 func (r *TwilioPhoneNumberReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options) error {
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&twiliov1.TwilioPhoneNumber{}).
+		For(&twiliov1.TwilioPhoneNumber{}, builder.WithPredicates(notStatusOnly())).
 		// When an owner goes, the next-oldest object for the same number takes over.
 		Watches(&twiliov1.TwilioPhoneNumber{}, handler.EnqueueRequestsFromMapFunc(r.sameNumber),
 			deleteOnly()).
@@ -116,6 +117,28 @@ func (r *TwilioAccountReconciler) accountsOfSecret(ctx context.Context, o client
 		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
 	}
 	return reqs
+}
+
+// notStatusOnly drops updates that changed nothing but the status, which only
+// this reconciler writes: each of its own status patches would otherwise
+// cost one more reconcile. A status that lost the saved routing while the
+// annotation still holds a copy passes, so the copy is put back at once.
+func notStatusOnly() predicate.Predicate {
+	return predicate.Or[client.Object](
+		predicate.GenerationChangedPredicate{},
+		predicate.AnnotationChangedPredicate{},
+		predicate.Funcs{
+			UpdateFunc: func(e event.UpdateEvent) bool {
+				oldObj, newObj := e.ObjectOld, e.ObjectNew
+				if !equality.Semantic.DeepEqual(oldObj.GetFinalizers(), newObj.GetFinalizers()) ||
+					!equality.Semantic.DeepEqual(oldObj.GetDeletionTimestamp(), newObj.GetDeletionTimestamp()) {
+					return true
+				}
+				n := newObj.(*twiliov1.TwilioPhoneNumber)
+				return n.Status.SavedRouting == nil && n.Annotations[twiliov1.AnnotationSavedRouting] != ""
+			},
+		},
+	)
 }
 
 func deleteOnly() builder.Predicates {

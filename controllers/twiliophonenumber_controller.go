@@ -37,6 +37,8 @@ type TwilioPhoneNumberReconciler struct {
 	VoiceURL string
 	// PollInterval is how often Twilio is re-read for drift (with jitter).
 	PollInterval time.Duration
+
+	rejected rejections
 }
 
 // numberScope carries what one reconcile learned, shared by its steps.
@@ -58,6 +60,9 @@ type numberScope struct {
 func (r *TwilioPhoneNumberReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, retErr error) {
 	obj := &twiliov1.TwilioPhoneNumber{}
 	if err := r.Get(ctx, req.NamespacedName, obj); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.rejected.forget(req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	s := &numberScope{obj: obj, base: obj.DeepCopy()}
@@ -273,15 +278,31 @@ func (r *TwilioPhoneNumberReconciler) ensureRouted(ctx context.Context, s *numbe
 			return ctrl.Result{}, err
 		}
 	}
-	n, err := s.conn.Client.UpdateRouting(ctx, s.live.SID, takeoverUpdate(live, r.VoiceURL))
-	if err != nil {
+	if err := r.updateRouting(ctx, s, false, takeoverUpdate(live, r.VoiceURL)); err != nil {
 		return r.twilioResult(obj, err)
 	}
-	s.conn.Inventory.Record(n)
-	r.recordLive(s, n)
 	r.event(obj, corev1.EventTypeNormal, twiliov1.ReasonConfigured, "Configure", "Voice URL set to %s; original routing saved (%s)",
 		r.VoiceURL, describeSaved(*obj.Status.SavedRouting))
 	return r.routed(s), nil
+}
+
+// updateRouting sends one routing write for the live number in s, unless
+// Twilio already refused the very same write (see rejections): then it
+// returns that refusal again without calling Twilio.
+func (r *TwilioPhoneNumberReconciler) updateRouting(ctx context.Context, s *numberScope, restore bool, u twilio.RoutingUpdate) error {
+	key := client.ObjectKeyFromObject(s.obj)
+	attempt := writeAttempt{uid: s.obj.UID, generation: s.obj.Generation, conn: s.conn, live: s.live.Routing, restore: restore}
+	if err := r.rejected.refused(key, attempt); err != nil {
+		return err
+	}
+	n, err := s.conn.Client.UpdateRouting(ctx, s.live.SID, u)
+	r.rejected.record(key, attempt, err)
+	if err != nil {
+		return err
+	}
+	s.conn.Inventory.Record(n)
+	r.recordLive(s, n)
+	return nil
 }
 
 // routed reports a number that routes to the webhook server.
@@ -314,12 +335,9 @@ func (r *TwilioPhoneNumberReconciler) ensureRestored(ctx context.Context, s *num
 		return r.twilioResult(obj, err)
 	}
 	if !matchesSaved(s.live.Routing, *saved) {
-		n, err := s.conn.Client.UpdateRouting(ctx, s.live.SID, restoreUpdate(*saved))
-		if err != nil {
+		if err := r.updateRouting(ctx, s, true, restoreUpdate(*saved)); err != nil {
 			return r.twilioResult(obj, err)
 		}
-		s.conn.Inventory.Record(n)
-		r.recordLive(s, n)
 	}
 	if err := r.forgetOriginal(ctx, s); err != nil {
 		return ctrl.Result{}, err
@@ -431,18 +449,17 @@ func (r *TwilioPhoneNumberReconciler) removeFinalizer(ctx context.Context, s *nu
 }
 
 // twilioResult sets Synced from the outcome of the last Twilio exchange and
-// picks how to continue: poll (success), back off (429, 5xx, network), or
-// wait for a change (terminal 4xx).
+// picks how to continue: poll (success, and terminal 4xx: the poll re-reads
+// the number, but a refused write is not sent again until something it
+// depends on changed), or back off (429, 5xx, network).
 func (r *TwilioPhoneNumberReconciler) twilioResult(obj *twiliov1.TwilioPhoneNumber, err error) (ctrl.Result, error) {
 	status, reason, msg := syncedCondition(err)
 	if setCondition(&obj.Status.Conditions, obj.Generation, twiliov1.ConditionSynced, status, reason, msg) && err != nil {
 		r.event(obj, corev1.EventTypeWarning, reason, "Reconcile", "%s", msg)
 	}
 	switch {
-	case err == nil:
+	case err == nil, twilio.ClassOf(err) == twilio.ClassTerminal:
 		return ctrl.Result{RequeueAfter: r.jittered()}, nil
-	case twilio.ClassOf(err) == twilio.ClassTerminal:
-		return ctrl.Result{}, nil
 	case twilio.ClassOf(err) == twilio.ClassWait:
 		return ctrl.Result{RequeueAfter: time.Second + rand.N(2*time.Second)}, nil
 	default:

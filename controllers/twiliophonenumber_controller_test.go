@@ -372,7 +372,7 @@ func TestServerErrorsRetried(t *testing.T) {
 	waitSynced(t, ns, "n", metav1.ConditionFalse, twiliov1.ReasonTwilioAPIError)
 	n := getNumber(g, ns, "n")
 	g.Expect(n.Status.PreviousVoiceURL).To(Equal(ptrTo(originalURL)), "saved before the failing write")
-	g.Expect(len(twilioRequests("UpdateNumber", tw.SID))).To(BeNumerically(">=", 2), "retried")
+	g.Eventually(func() int { return len(twilioRequests("UpdateNumber", tw.SID)) }, wait, tick).Should(BeNumerically(">=", 3), "retried with backoff")
 
 	heal()
 	waitReady(t, ns, "n", metav1.ConditionTrue, twiliov1.ReasonConfigured)
@@ -457,8 +457,9 @@ func TestSchemaRefusesInvalidObjects(t *testing.T) {
 	})
 }
 
-// (j) A 4xx from Twilio is terminal: Synced=False TwilioRejected, no retries
-// until the object changes; then it converges.
+// (j) A 4xx from Twilio is terminal: Synced=False TwilioRejected, and the
+// refused write is not sent again until something it depends on changes (the
+// spec, the account's credentials, the number's live routing); then it converges.
 func TestTerminalErrorWaitsForAChange(t *testing.T) {
 	g := NewWithT(t)
 	ns, acct, e164, tw := newScenario(t, withURL(originalURL))
@@ -466,17 +467,33 @@ func TestTerminalErrorWaitsForAChange(t *testing.T) {
 	createNumber(t, ns, "n", acct, e164, nil)
 
 	waitSynced(t, ns, "n", metav1.ConditionFalse, twiliov1.ReasonTwilioRejected)
-	attempts := len(twilioRequests("UpdateNumber", tw.SID))
-	g.Consistently(func() int { return len(twilioRequests("UpdateNumber", tw.SID)) }, 3*testPoll, tick).Should(Equal(attempts),
-		"a terminal error must not be retried, not even by the poll")
 	g.Expect(getNumber(g, ns, "n").Status.PreviousVoiceURL).To(Equal(ptrTo(originalURL)), "saved before the refused write")
+	g.Expect(twilioRequests("UpdateNumber", tw.SID)).To(HaveLen(1),
+		"the operator's own writes (annotation, finalizer, status) must not make it send a refused write again")
 
-	// Something changes (here: the spec); the operator tries again and converges.
-	heal()
+	// Reconciles that change nothing the write depends on: a user's
+	// annotation, and the polls.
 	n := getNumber(g, ns, "n")
 	base := n.DeepCopy()
+	n.Annotations["example.com/note"] = "unrelated"
+	g.Expect(k8s.Patch(context.Background(), n, client.MergeFrom(base))).To(Succeed())
+	g.Consistently(func() int { return len(twilioRequests("UpdateNumber", tw.SID)) }, 3*testPoll, tick).Should(Equal(1),
+		"a terminal error must not be retried, not even by the poll")
+
+	// The number changed in Twilio (someone edited it in the console): the
+	// next poll tries once more, and Twilio refuses again.
+	emulator.UpdateNumber(tw.SID, func(n *twiliosim.Number) { n.VoiceURL = "https://console-edit.example.com/voice" })
+	g.Eventually(func() int { return len(twilioRequests("UpdateNumber", tw.SID)) }, wait, tick).Should(Equal(2))
+	g.Consistently(func() int { return len(twilioRequests("UpdateNumber", tw.SID)) }, 2*testPoll, tick).Should(Equal(2))
+
+	// The spec changes; the operator tries again and converges.
+	heal()
+	n = getNumber(g, ns, "n")
+	base = n.DeepCopy()
 	n.Spec.Recording.Enabled = ptrTo(false)
 	g.Expect(k8s.Patch(context.Background(), n, client.MergeFrom(base))).To(Succeed())
 	waitReady(t, ns, "n", metav1.ConditionTrue, twiliov1.ReasonConfigured)
 	g.Expect(twilioNumber(g, tw.SID).VoiceURL).To(Equal(testVoiceURL))
+	g.Expect(getNumber(g, ns, "n").Status.PreviousVoiceURL).To(Equal(ptrTo(originalURL)),
+		"the original saved before the first refused write is kept; the console edit is drift")
 }

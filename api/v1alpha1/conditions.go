@@ -39,7 +39,8 @@ const (
 	ReasonTwilioAPIError = "TwilioAPIError"
 	// ReasonRateLimited: Twilio answered 429 (too many concurrent requests); retried with backoff.
 	ReasonRateLimited = "RateLimited"
-	// ReasonTwilioRejected: Twilio refused the request (4xx); not retried until something changes.
+	// ReasonTwilioRejected: Twilio refused the request (4xx); the same request is
+	// not sent again until something it depends on changes.
 	ReasonTwilioRejected = "TwilioRejected"
 
 	// ReasonVerified: the account's credentials were accepted by Twilio.
