@@ -13,6 +13,12 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 out="${1:-$root/bin/k8s/$KUBE_VERSION}"
 mkdir -p "$out"
 
+# The binary reports the release it was built from (as a release build does),
+# so version checks such as a Helm chart's kubeVersion see a real version. An
+# older build without the stamp is rebuilt; with a warm Go cache that is a relink.
+if [[ -x "$out/kube-apiserver" ]] && ! "$out/kube-apiserver" --version | grep -qx "Kubernetes v$KUBE_VERSION"; then
+  rm -f "$out/kube-apiserver"
+fi
 if [[ -x "$out/kube-apiserver" && -x "$out/etcd" ]]; then
   echo "$out"
   exit 0
@@ -35,7 +41,12 @@ if [[ ! -x "$out/kube-apiserver" ]]; then
       awk -v v="$staging_version" '{print "replace " $1 " => " $1 " " v}'
   } >>go.mod
   GOFLAGS=-mod=mod go mod tidy >/dev/null 2>&1 || true
-  GOFLAGS=-mod=mod CGO_ENABLED=0 go build -o "$out/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
+  minor="${KUBE_VERSION#*.}"
+  ldflags=""
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldflags+=" -X $pkg.gitVersion=v$KUBE_VERSION -X $pkg.gitMajor=${KUBE_VERSION%%.*} -X $pkg.gitMinor=${minor%%.*} -X $pkg.gitTreeState=clean"
+  done
+  GOFLAGS=-mod=mod CGO_ENABLED=0 go build -ldflags "$ldflags" -o "$out/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
 fi
 
 if [[ ! -x "$out/etcd" ]]; then

@@ -34,6 +34,7 @@ var (
 	helm    string        // path of the helm binary
 	kubectl string        // path of kubectl (its kustomize renders config/)
 	k8s     client.Client // admin client of the envtest API server
+	admin   string        // an admin kubeconfig of the envtest API server, for helm
 	scratch string        // a directory for the test binary's lifetime
 )
 
@@ -80,7 +81,24 @@ func runSuite(m *testing.M) int {
 	if k8s, err = client.New(cfg, client.Options{}); err != nil {
 		return fail(err)
 	}
+	if admin, err = writeAdminKubeconfig(env); err != nil {
+		return fail(err)
+	}
 	return m.Run()
+}
+
+// writeAdminKubeconfig writes a kubeconfig of a system:masters user into scratch.
+func writeAdminKubeconfig(env *envtest.Environment) (string, error) {
+	user, err := env.AddUser(envtest.User{Name: "manifests-admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return "", fmt.Errorf("add admin user: %w", err)
+	}
+	data, err := user.KubeConfig()
+	if err != nil {
+		return "", fmt.Errorf("admin kubeconfig: %w", err)
+	}
+	path := filepath.Join(scratch, "admin.kubeconfig")
+	return path, os.WriteFile(path, data, 0o600)
 }
 
 func fail(err error) int {
