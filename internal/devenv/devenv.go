@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/loquent/twilio-voice-operator/internal/controlplane"
 	"github.com/loquent/twilio-voice-operator/internal/twiliosim"
 )
 
@@ -114,12 +115,8 @@ func Start(ctx context.Context, o Options) (env *Env, err error) {
 	}()
 
 	logf(o.Log, "Starting a local control plane (kube-apiserver + etcd)")
-	env.ControlPlane = &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join(o.Root, "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-	}
-	if env.Config, err = env.ControlPlane.Start(); err != nil {
-		return env, fmt.Errorf("start control plane (KUBEBUILDER_ASSETS=%q): %w", os.Getenv("KUBEBUILDER_ASSETS"), err)
+	if env.ControlPlane, env.Config, err = controlplane.Start(o.Root, true); err != nil {
+		return env, err
 	}
 	if env.Kubeconfig, err = env.WriteKubeconfig("admin", []string{"system:masters"}); err != nil {
 		return env, err
@@ -212,16 +209,8 @@ func (e *Env) kubeconfigFor(process string) string {
 // WriteKubeconfig creates a user in the control plane (client certificate)
 // and writes a kubeconfig for it into Dir.
 func (e *Env) WriteKubeconfig(name string, groups []string) (string, error) {
-	user, err := e.ControlPlane.AddUser(envtest.User{Name: name, Groups: groups}, nil)
-	if err != nil {
-		return "", fmt.Errorf("add user %s: %w", name, err)
-	}
-	data, err := user.KubeConfig()
-	if err != nil {
-		return "", fmt.Errorf("kubeconfig for %s: %w", name, err)
-	}
 	path := filepath.Join(e.Dir, name+".kubeconfig")
-	return path, os.WriteFile(path, data, 0o600)
+	return path, controlplane.WriteKubeconfig(e.ControlPlane, path, name, groups...)
 }
 
 func (e *Env) spawn(ctx context.Context, name, kubeconfig string, args ...string) error {

@@ -48,10 +48,6 @@ func TestEndToEnd(t *testing.T) {
 	g := NewWithT(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
-		abs, _ := filepath.Abs(filepath.Join(root, "bin", "k8s", "1.37.2"))
-		t.Setenv("KUBEBUILDER_ASSETS", abs)
-	}
 	binDir := t.TempDir()
 	g.Expect(devenv.Build(ctx, root, binDir, nil)).To(Succeed())
 

@@ -16,8 +16,9 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/yaml"
+
+	"github.com/loquent/twilio-voice-operator/internal/controlplane"
 )
 
 const (
@@ -25,7 +26,6 @@ const (
 	ciValues       = chartDir + "/ci/all-options-values.yaml"
 	publicURL      = "https://voice.example.com"
 	defaultHelm    = "bin/helm-v3.22.0"
-	kubeVersion    = "1.37.2"
 	componentLabel = "app.kubernetes.io/component"
 )
 
@@ -67,38 +67,21 @@ func runSuite(m *testing.M) int {
 		_ = os.Setenv(v, filepath.Join(scratch, v))
 	}
 
-	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
-		_ = os.Setenv("KUBEBUILDER_ASSETS", filepath.Join(root, "bin", "k8s", kubeVersion))
-	}
 	// No CRDs here: the tests install the ones config/ and the chart ship.
-	env := &envtest.Environment{}
-	cfg, err := env.Start()
+	env, cfg, err := controlplane.Start(root, false)
 	if err != nil {
-		return fail(fmt.Errorf("start envtest (run `make envtest` to build kube-apiserver and etcd): %w", err))
+		return fail(err)
 	}
 	defer func() { _ = env.Stop() }()
 	cfg.WarningHandlerWithContext = warnings
 	if k8s, err = client.New(cfg, client.Options{}); err != nil {
 		return fail(err)
 	}
-	if admin, err = writeAdminKubeconfig(env); err != nil {
+	admin = filepath.Join(scratch, "admin.kubeconfig")
+	if err := controlplane.WriteKubeconfig(env, admin, "manifests-admin", "system:masters"); err != nil {
 		return fail(err)
 	}
 	return m.Run()
-}
-
-// writeAdminKubeconfig writes a kubeconfig of a system:masters user into scratch.
-func writeAdminKubeconfig(env *envtest.Environment) (string, error) {
-	user, err := env.AddUser(envtest.User{Name: "manifests-admin", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		return "", fmt.Errorf("add admin user: %w", err)
-	}
-	data, err := user.KubeConfig()
-	if err != nil {
-		return "", fmt.Errorf("admin kubeconfig: %w", err)
-	}
-	path := filepath.Join(scratch, "admin.kubeconfig")
-	return path, os.WriteFile(path, data, 0o600)
 }
 
 func fail(err error) int {

@@ -5,7 +5,7 @@
 // calls by kind, 429s, Kubernetes API requests, and the steady-state Twilio
 // calls per poll interval.
 //
-//	KUBEBUILDER_ASSETS=bin/k8s/1.37.2 go run ./hack/bench/converge -n 1000 -latency 50ms
+//	go run ./hack/bench/converge -n 1000 -latency 50ms
 package main
 
 import (
@@ -31,13 +31,13 @@ import (
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	twiliov1 "github.com/loquent/twilio-voice-operator/api/v1alpha1"
 	"github.com/loquent/twilio-voice-operator/controllers"
+	"github.com/loquent/twilio-voice-operator/internal/controlplane"
 	"github.com/loquent/twilio-voice-operator/internal/twiliosim"
 	"go.uber.org/zap/zapcore"
 )
@@ -100,10 +100,9 @@ func run(o options) error {
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(twiliov1.AddToScheme(scheme))
 
-	env := &envtest.Environment{CRDDirectoryPaths: []string{crdDir()}, ErrorIfCRDPathMissing: true}
-	cfg, err := env.Start()
+	env, cfg, err := controlplane.Start(repoRoot(), true)
 	if err != nil {
-		return fmt.Errorf("start envtest (KUBEBUILDER_ASSETS=%q): %w", os.Getenv("KUBEBUILDER_ASSETS"), err)
+		return err
 	}
 	defer func() { _ = env.Stop() }()
 
@@ -299,11 +298,13 @@ func (c *countingTransport) snapshot() string {
 	return kinds(c.verbs)
 }
 
-func crdDir() string {
-	for _, d := range []string{"config/crd/bases", "../../../config/crd/bases"} {
-		if _, err := os.Stat(d); err == nil {
-			return filepath.Clean(d)
+// repoRoot finds the repository from where make (the root) or a developer
+// (this directory) runs the benchmark.
+func repoRoot() string {
+	for _, d := range []string{".", "../../.."} {
+		if _, err := os.Stat(filepath.Join(d, "config", "crd", "bases")); err == nil {
+			return d
 		}
 	}
-	return "config/crd/bases"
+	return "."
 }
