@@ -67,12 +67,12 @@ lint: $(GOLANGCI_LINT) ## Run golangci-lint.
 	$(GOLANGCI_LINT) run ./...
 
 .PHONY: envtest
-envtest: ## Build kube-apiserver and etcd for tests into bin/k8s/ (a no-op when they are current).
+envtest: ## Build kube-apiserver, etcd and kubectl for tests and the demo into bin/k8s/ (a no-op when they are current).
 	@KUBE_VERSION=$(KUBE_VERSION) ETCD_VERSION=$(ETCD_VERSION) hack/build-envtest.sh $(ENVTEST_ASSETS) >/dev/null
 
 .PHONY: test
 test: generate manifests envtest $(HELM) ## Run every test (unit, envtest suites, emulator, manifests) with the race detector.
-	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) HELM=$(HELM) go test $(GO_TEST_FLAGS) -timeout $(TEST_TIMEOUT) ./...
+	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) KUBECTL=$(ENVTEST_ASSETS)/kubectl HELM=$(HELM) go test $(GO_TEST_FLAGS) -timeout $(TEST_TIMEOUT) ./...
 
 .PHONY: bench
 bench: envtest ## Run the benchmarks: operator convergence, webhook answers, media bridge (README, Performance).
@@ -82,7 +82,7 @@ bench: envtest ## Run the benchmarks: operator convergence, webhook answers, med
 
 .PHONY: demo
 demo: envtest ## Run the whole system locally (control plane, emulator, both binaries, a simulated call). DEMO_ARGS=--stay keeps it up.
-	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) go run ./hack/demo --bin=$(BIN) $(DEMO_ARGS)
+	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) KUBECTL=$(ENVTEST_ASSETS)/kubectl go run ./hack/demo --bin=$(BIN) $(DEMO_ARGS)
 
 .PHONY: verify
 verify: generate manifests fmt ## Regenerate everything and fail if the tree changed.
@@ -95,6 +95,18 @@ verify: generate manifests fmt ## Regenerate everything and fail if the tree cha
 .PHONY: build
 build: generate ## Build the binaries into bin/.
 	go build -o $(BIN)/ ./cmd/...
+
+IMAGE_TAG ?= $(shell sed -n 's/^appVersion: "\(.*\)"/\1/p' charts/twilio-voice-operator/Chart.yaml)
+IMAGE_REGISTRY ?= ghcr.io/loquent
+PLATFORMS ?= linux/amd64,linux/arm64
+
+.PHONY: images
+images: ## Build both container images as OCI layouts in bin/images/ (no container engine needed).
+	go run ./hack/image --out $(BIN)/images --tag $(IMAGE_TAG) --platforms $(PLATFORMS)
+
+.PHONY: images-push
+images-push: ## Build both images and push them to $(IMAGE_REGISTRY) (credentials from ~/.docker/config.json).
+	go run ./hack/image --out $(BIN)/images --tag $(IMAGE_TAG) --platforms $(PLATFORMS) --push $(IMAGE_REGISTRY)
 
 .PHONY: run
 run: manifests generate ## Run the manager against the current kubeconfig (PUBLIC_URL must be set).

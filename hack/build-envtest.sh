@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds the control-plane binaries envtest needs (kube-apiserver, etcd) from the
-# Go module proxy into bin/k8s/<version>/. setup-envtest's download is not
+# Builds the control-plane binaries envtest needs (kube-apiserver, etcd), and a
+# kubectl of the same release, from the Go module proxy into bin/k8s/<version>/. setup-envtest's download is not
 # reachable from the build machines; building from source is, and the Go build
 # cache makes a rebuild on the same machine cheap. Reused when present.
 #
@@ -13,13 +13,17 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 out="${1:-$root/bin/k8s/$KUBE_VERSION}"
 mkdir -p "$out"
 
-# The binary reports the release it was built from (as a release build does),
-# so version checks such as a Helm chart's kubeVersion see a real version. An
-# older build without the stamp is rebuilt; with a warm Go cache that is a relink.
+# The Kubernetes binaries report the release they were built from (as release
+# builds do), so version checks such as a Helm chart's kubeVersion see a real
+# version. An older build without the stamp is rebuilt; with a warm Go cache
+# that is a relink.
 if [[ -x "$out/kube-apiserver" ]] && ! "$out/kube-apiserver" --version | grep -qx "Kubernetes v$KUBE_VERSION"; then
   rm -f "$out/kube-apiserver"
 fi
-if [[ -x "$out/kube-apiserver" && -x "$out/etcd" ]]; then
+if [[ -x "$out/kubectl" ]] && ! "$out/kubectl" version --client | grep -qx "Client Version: v$KUBE_VERSION"; then
+  rm -f "$out/kubectl"
+fi
+if [[ -x "$out/kube-apiserver" && -x "$out/kubectl" && -x "$out/etcd" ]]; then
   echo "$out"
   exit 0
 fi
@@ -27,10 +31,10 @@ fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-if [[ ! -x "$out/kube-apiserver" ]]; then
-  echo "building kube-apiserver v$KUBE_VERSION (first time: about 10 min)" >&2
-  mkdir -p "$work/apiserver" && cd "$work/apiserver"
-  go mod init envtest-apiserver >/dev/null 2>&1
+if [[ ! -x "$out/kube-apiserver" || ! -x "$out/kubectl" ]]; then
+  echo "building kube-apiserver and kubectl v$KUBE_VERSION (first time: about 12 min)" >&2
+  mkdir -p "$work/kubernetes" && cd "$work/kubernetes"
+  go mod init envtest-kubernetes >/dev/null 2>&1
   gomod="$(go mod download -json "k8s.io/kubernetes@v$KUBE_VERSION" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')"
   # k8s.io/kubernetes replaces its staging modules with ./staging/...; those
   # replaces do not apply to a dependency, so pin each one to the matching tag.
@@ -46,7 +50,11 @@ if [[ ! -x "$out/kube-apiserver" ]]; then
   for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     ldflags+=" -X $pkg.gitVersion=v$KUBE_VERSION -X $pkg.gitMajor=${KUBE_VERSION%%.*} -X $pkg.gitMinor=${minor%%.*} -X $pkg.gitTreeState=clean"
   done
-  GOFLAGS=-mod=mod CGO_ENABLED=0 go build -ldflags "$ldflags" -o "$out/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
+  for bin in kube-apiserver kubectl; do
+    if [[ ! -x "$out/$bin" ]]; then
+      GOFLAGS=-mod=mod CGO_ENABLED=0 go build -ldflags "$ldflags" -o "$out/$bin" "k8s.io/kubernetes/cmd/$bin"
+    fi
+  done
 fi
 
 if [[ ! -x "$out/etcd" ]]; then

@@ -20,6 +20,10 @@ import (
 	twiliov1 "github.com/loquent/twilio-voice-operator/api/v1alpha1"
 	"github.com/loquent/twilio-voice-operator/controllers"
 	"github.com/loquent/twilio-voice-operator/internal/publicurl"
+
+	// Mozilla's roots, used when the system has none (the images have no CA
+	// bundle): HTTPS to Twilio and to wss:// agents.
+	_ "golang.org/x/crypto/x509roots/fallback"
 	// +kubebuilder:scaffold:imports
 )
 

@@ -13,6 +13,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/loquent/twilio-voice-operator/webhookserver"
+
+	// Mozilla's roots, used when the system has none (the images have no CA
+	// bundle): HTTPS to Twilio and to wss:// agents.
+	_ "golang.org/x/crypto/x509roots/fallback"
 )
 
 func main() {

@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"text/tabwriter"
 
+	"github.com/loquent/twilio-voice-operator/internal/controlplane"
 	"github.com/loquent/twilio-voice-operator/internal/devenv"
 	"github.com/loquent/twilio-voice-operator/internal/sampleagent"
 	"github.com/loquent/twilio-voice-operator/internal/twiliosim/callsim"
@@ -91,6 +92,9 @@ func run(ctx context.Context, bin string, stay bool) error {
 	if stay {
 		fmt.Printf("\nEverything is still running. In another shell:\n\n")
 		fmt.Printf("  export KUBECONFIG=%s\n", env.Kubeconfig)
+		if k, err := controlplane.Kubectl(root); err == nil {
+			fmt.Printf("  alias kubectl=%s\n", k)
+		}
 		fmt.Printf("  kubectl get twiliophonenumbers,twilioaccounts\n")
 		fmt.Printf("  kubectl patch twiliophonenumber support-line --type=merge -p '{\"spec\":{\"voiceRouting\":\"Disabled\"}}'\n")
 		fmt.Printf("  kubectl events --for twiliophonenumber/support-line\n\n")

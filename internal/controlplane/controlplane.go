@@ -7,6 +7,7 @@ package controlplane
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 
 	"k8s.io/client-go/rest"
@@ -56,4 +57,25 @@ func WriteKubeconfig(env *envtest.Environment, path, user string, groups ...stri
 		return fmt.Errorf("kubeconfig for %s: %w", user, err)
 	}
 	return os.WriteFile(path, data, 0o600)
+}
+
+// Kubectl returns the kubectl to run: $KUBECTL, else the one make envtest
+// builds next to kube-apiserver (root/bin/k8s/KubeVersion/kubectl), else the
+// first on PATH.
+func Kubectl(root string) (string, error) {
+	if k := os.Getenv("KUBECTL"); k != "" {
+		return k, nil
+	}
+	built, err := filepath.Abs(filepath.Join(root, "bin", "k8s", KubeVersion, "kubectl"))
+	if err != nil {
+		return "", err
+	}
+	if _, err := os.Stat(built); err == nil {
+		return built, nil
+	}
+	k, err := exec.LookPath("kubectl")
+	if err != nil {
+		return "", fmt.Errorf("kubectl not found: run `make envtest` to build it into %s, or set KUBECTL", filepath.Dir(built))
+	}
+	return k, nil
 }

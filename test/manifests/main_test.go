@@ -53,10 +53,8 @@ func runSuite(m *testing.M) int {
 	if _, err := os.Stat(helm); err != nil {
 		return fail(fmt.Errorf("helm not found at %s (build it with `make helm`, or set HELM): %w", helm, err))
 	}
-	if kubectl = os.Getenv("KUBECTL"); kubectl == "" {
-		if kubectl, err = exec.LookPath("kubectl"); err != nil {
-			return fail(fmt.Errorf("kubectl is needed for `kubectl kustomize`: %w", err))
-		}
+	if kubectl, err = controlplane.Kubectl(root); err != nil {
+		return fail(err)
 	}
 	if scratch, err = os.MkdirTemp("", "manifests-test-"); err != nil {
 		return fail(err)
