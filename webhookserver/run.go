@@ -38,14 +38,14 @@ func Run(ctx context.Context, cfg Config, restCfg *rest.Config, log logr.Logger)
 			return fmt.Errorf("create client: %w", err)
 		}
 	}
-	key, err := LoadStreamTokenKey(ctx, reader, cfg.StreamTokenSecret, cfg.StreamTokenKeyFile)
+	keys, err := LoadStreamTokenKeys(ctx, reader, cfg.StreamTokenSecret, cfg.StreamTokenKeyFile)
 	if err != nil {
 		return err
 	}
 	srv, err := New(Options{
 		PublicURL:           cfg.PublicURL,
 		Routes:              routing,
-		TokenKey:            key,
+		TokenKeys:           keys,
 		TokenTTL:            cfg.StreamTokenTTL,
 		AgentDialTimeout:    cfg.AgentDialTimeout,
 		ShutdownGracePeriod: cfg.ShutdownGracePeriod,

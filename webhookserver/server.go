@@ -132,8 +132,9 @@ type Options struct {
 	PublicURL string
 	// Routes answers routing and auth-token questions (normally a *Routing).
 	Routes RouteSource
-	// TokenKey is the HMAC key for per-call stream tokens, shared by all replicas.
-	TokenKey []byte
+	// TokenKeys are the HMAC keys for per-call stream tokens, shared by all
+	// replicas: the first signs, every one verifies (a rotation holds two).
+	TokenKeys [][]byte
 	// TokenTTL is how long a stream token is valid after the call was answered.
 	TokenTTL time.Duration
 	// AgentDialTimeout bounds connecting to an agent, handshake included.
@@ -185,10 +186,15 @@ func New(opts Options) (*Server, error) {
 		return nil, errors.New("public URL is required")
 	case opts.Routes == nil:
 		return nil, errors.New("routes are required")
-	case len(opts.TokenKey) < minTokenKeyBytes:
-		return nil, fmt.Errorf("stream token key must be at least %d bytes", minTokenKeyBytes)
+	case len(opts.TokenKeys) == 0 || len(opts.TokenKeys) > maxTokenKeys:
+		return nil, fmt.Errorf("between 1 and %d stream token keys are required, got %d", maxTokenKeys, len(opts.TokenKeys))
 	case opts.Metrics == nil:
 		return nil, errors.New("metrics are required")
+	}
+	for i, k := range opts.TokenKeys {
+		if len(k) < minTokenKeyBytes {
+			return nil, fmt.Errorf("stream token key %d must be at least %d bytes", i+1, minTokenKeyBytes)
+		}
 	}
 	if opts.TokenTTL <= 0 {
 		opts.TokenTTL = 5 * time.Minute
@@ -216,7 +222,7 @@ func New(opts Options) (*Server, error) {
 		metrics:        opts.Metrics,
 		log:            opts.Log,
 		sig:            sig,
-		tokens:         tokenSigner{key: opts.TokenKey, ttl: opts.TokenTTL, now: time.Now},
+		tokens:         tokenSigner{keys: opts.TokenKeys, ttl: opts.TokenTTL, now: time.Now},
 		hangup:         hangup,
 		answers:        answers,
 		emptyMessaging: empty,

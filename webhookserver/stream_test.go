@@ -158,6 +158,34 @@ func TestStreamUpgradeRefused(t *testing.T) {
 	g.Expect(counterValue(h.metrics.SignatureFailures.WithLabelValues(routeStream, sigMissing))).To(Equal(1.0))
 }
 
+// TestStreamTokenKeyRotationAcrossReplicas: in the middle of a key rotation
+// one replica answers a call with the old key while the stream lands on a
+// replica that already signs with the new one; the call goes through. A
+// replica that dropped the old key too early refuses it.
+func TestStreamTokenKeyRotationAcrossReplicas(t *testing.T) {
+	g := NewWithT(t)
+	newKey := []byte("the-new-stream-token-key-0123456789abcdef")
+	ns, acct, agent, before := routedNumber(t, "+14155550145", false)
+	rotated := startServer(t, ns, func(o *Options) { o.TokenKeys = [][]byte{newKey, testKey} })
+	tooEarly := startServer(t, ns, func(o *Options) { o.TokenKeys = [][]byte{newKey} })
+
+	c := before.routedCall(g, acct, "+15550001", "+14155550145")
+	c.h = rotated
+	c.open(nil)
+	ac := agent.accept(g)
+	g.Expect(ac.next(g)).To(Equal(c.opening[0]))
+	g.Expect(ac.next(g)).To(Equal(c.opening[1]), "the stream started on the other replica")
+	c.hangUp()
+	ac.waitClosed(g)
+
+	c = before.routedCall(g, acct, "+15550001", "+14155550145")
+	c.h = tooEarly
+	c.open(nil)
+	ce := c.readUntilClosed()
+	g.Expect(ce).NotTo(BeNil())
+	g.Expect(ce.Code).To(Equal(websocket.ClosePolicyViolation))
+}
+
 // TestStreamTokenRefused: a stream whose start does not carry a valid token
 // for exactly this call, number and account is closed (policy violation)
 // before any agent is dialled.
@@ -171,8 +199,8 @@ func TestStreamTokenRefused(t *testing.T) {
 	h := startServer(t, ns)
 	NewWithT(t).Eventually(func() int { return len(h.routing.AllValidators()) }).Should(Equal(2))
 
-	expired := tokenSigner{key: testKey, ttl: time.Minute, now: func() time.Time { return time.Now().Add(-time.Hour) }}
-	otherKey := tokenSigner{key: []byte("another-key-another-key-another-key!!"), ttl: time.Minute, now: time.Now}
+	expired := tokenSigner{keys: [][]byte{testKey}, ttl: time.Minute, now: func() time.Time { return time.Now().Add(-time.Hour) }}
+	otherKey := tokenSigner{keys: [][]byte{[]byte("another-key-another-key-another-key!!")}, ttl: time.Minute, now: time.Now}
 	cases := []struct {
 		name   string
 		mutate func(c *call) map[string]string

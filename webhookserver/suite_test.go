@@ -204,7 +204,7 @@ func startServer(t testing.TB, ns string, adjust ...func(*Options)) *harness {
 	opts := Options{
 		PublicURL:           testPublicURL,
 		Routes:              routing,
-		TokenKey:            testKey,
+		TokenKeys:           [][]byte{testKey},
 		ShutdownGracePeriod: time.Minute,
 		Metrics:             metrics,
 		Log:                 testLog(),

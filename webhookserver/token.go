@@ -19,11 +19,15 @@ import (
 )
 
 // StreamTokenSecretKey is the key, in the Secret named by --stream-token-secret,
-// that holds the HMAC key for per-call stream tokens.
+// that holds the HMAC keys for per-call stream tokens.
 const StreamTokenSecretKey = "key"
 
 // minTokenKeyBytes is the shortest accepted HMAC key (256 bits).
 const minTokenKeyBytes = 32
+
+// maxTokenKeys bounds the keys one value may hold: a rotation needs two, and
+// a token that matches none costs one HMAC per key.
+const maxTokenKeys = 3
 
 const tokenVersion = "v1"
 
@@ -39,25 +43,29 @@ var (
 // expiry. It is checked once, when the stream starts, so calls may last longer
 // than the TTL.
 //
+// keys[0] signs; every key verifies. Replicas that briefly hold different
+// key lists during a rotation therefore still accept each other's tokens
+// (README: rotating the stream-token key).
+//
 // Hand-written on crypto/hmac rather than a JWT library on purpose: the claims
 // are fixed and verified by this program only, so there is no algorithm
 // negotiation to get wrong (no "alg" header), and the token stays short
 // (it travels in TwiML and in the stream's start message).
 type tokenSigner struct {
-	key []byte
-	ttl time.Duration
-	now func() time.Time
+	keys [][]byte
+	ttl  time.Duration
+	now  func() time.Time
 }
 
 // issue returns a token for the call that expires ttl from now.
 // Format: v1.<expiry unix seconds>.<base64url HMAC>.
 func (t tokenSigner) issue(callSID, to, accountSID string) string {
 	exp := t.now().Add(t.ttl).Unix()
-	return tokenVersion + "." + strconv.FormatInt(exp, 10) + "." + t.mac(callSID, to, accountSID, exp)
+	return tokenVersion + "." + strconv.FormatInt(exp, 10) + "." + mac(t.keys[0], callSID, to, accountSID, exp)
 }
 
-// verify checks that token was issued with this key for exactly this call,
-// number and account, and has not expired.
+// verify checks that token was issued with one of the keys for exactly this
+// call, number and account, and has not expired.
 func (t tokenSigner) verify(token, callSID, to, accountSID string) error {
 	version, rest, ok := strings.Cut(token, ".")
 	if !ok || version != tokenVersion {
@@ -73,7 +81,11 @@ func (t tokenSigner) verify(token, callSID, to, accountSID string) error {
 	}
 	// The MAC is compared before the expiry so that a forged token is
 	// reported as a mismatch, never as "expired".
-	if !hmac.Equal([]byte(sig), []byte(t.mac(callSID, to, accountSID, exp))) {
+	matched := false
+	for _, key := range t.keys {
+		matched = matched || hmac.Equal([]byte(sig), []byte(mac(key, callSID, to, accountSID, exp)))
+	}
+	if !matched {
 		return errTokenMismatch
 	}
 	if t.now().Unix() > exp {
@@ -84,8 +96,8 @@ func (t tokenSigner) verify(token, callSID, to, accountSID string) error {
 
 // mac length-prefixes every field so that no two different claim sets can
 // produce the same input.
-func (t tokenSigner) mac(callSID, to, accountSID string, exp int64) string {
-	h := hmac.New(sha256.New, t.key)
+func mac(key []byte, callSID, to, accountSID string, exp int64) string {
+	h := hmac.New(sha256.New, key)
 	var n [8]byte
 	for _, f := range []string{"twilio-voice-operator/stream-token/" + tokenVersion, callSID, to, accountSID} {
 		binary.BigEndian.PutUint64(n[:], uint64(len(f)))
@@ -97,12 +109,14 @@ func (t tokenSigner) mac(callSID, to, accountSID string, exp int64) string {
 	return base64.RawURLEncoding.EncodeToString(h.Sum(nil))
 }
 
-// LoadStreamTokenKey reads the stream token HMAC key from the Secret secret
-// (key "key") through r, or, when secret is empty, from the file path.
-// Trailing newlines are trimmed (files and `kubectl create secret --from-file`
-// often end in one); the key must then be at least 32 bytes.
-func LoadStreamTokenKey(ctx context.Context, r client.Reader, secret types.NamespacedName, path string) ([]byte, error) {
-	var key []byte
+// LoadStreamTokenKeys reads the stream token HMAC keys from the Secret secret
+// (key "key") through r, or, when secret is empty, from the file path. The
+// value holds one key per line, at most maxTokenKeys: the first signs new
+// tokens and every one verifies. Line ends and blank lines are ignored (files
+// and `kubectl create secret --from-file` often end in a newline); each key
+// must be at least 32 bytes.
+func LoadStreamTokenKeys(ctx context.Context, r client.Reader, secret types.NamespacedName, path string) ([][]byte, error) {
+	var value []byte
 	if secret.Name != "" {
 		var s corev1.Secret
 		if err := r.Get(ctx, secret, &s); err != nil {
@@ -112,17 +126,37 @@ func LoadStreamTokenKey(ctx context.Context, r client.Reader, secret types.Names
 		if !ok {
 			return nil, fmt.Errorf("stream token secret %s has no key %q", secret, StreamTokenSecretKey)
 		}
-		key = v
+		value = v
 	} else {
 		v, err := os.ReadFile(path) // #nosec G304 -- the path is the operator's own --stream-token-key-file
 		if err != nil {
 			return nil, fmt.Errorf("read stream token key file: %w", err)
 		}
-		key = v
+		value = v
 	}
-	key = []byte(strings.TrimRight(string(key), "\r\n"))
-	if len(key) < minTokenKeyBytes {
-		return nil, fmt.Errorf("stream token key is %d bytes, need at least %d (e.g. `openssl rand -base64 48`)", len(key), minTokenKeyBytes)
+	return parseStreamTokenKeys(string(value))
+}
+
+// parseStreamTokenKeys splits a stream token value into its keys (see
+// LoadStreamTokenKeys).
+func parseStreamTokenKeys(value string) ([][]byte, error) {
+	var keys [][]byte
+	for i, line := range strings.Split(value, "\n") {
+		line = strings.TrimRight(line, "\r")
+		if line == "" {
+			continue
+		}
+		if len(line) < minTokenKeyBytes {
+			return nil, fmt.Errorf("stream token key on line %d is %d bytes, need at least %d; the value holds one text key per line (e.g. `openssl rand -base64 48`)",
+				i+1, len(line), minTokenKeyBytes)
+		}
+		keys = append(keys, []byte(line))
 	}
-	return key, nil
+	switch {
+	case len(keys) == 0:
+		return nil, fmt.Errorf("stream token key is empty; it needs a key of at least %d bytes (e.g. `openssl rand -base64 48`)", minTokenKeyBytes)
+	case len(keys) > maxTokenKeys:
+		return nil, fmt.Errorf("stream token value holds %d keys, at most %d: the signing key first, then the keys still accepted during a rotation", len(keys), maxTokenKeys)
+	}
+	return keys, nil
 }

@@ -21,7 +21,7 @@ func TestStreamToken(t *testing.T) {
 	g := NewWithT(t)
 	now := time.Unix(1_800_000_000, 0)
 	clock := func() time.Time { return now }
-	ts := tokenSigner{key: testKey, ttl: 5 * time.Minute, now: clock}
+	ts := tokenSigner{keys: [][]byte{testKey}, ttl: 5 * time.Minute, now: clock}
 	tok := ts.issue("CA1", "+14155550100", "AC1")
 	g.Expect(ts.verify(tok, "CA1", "+14155550100", "AC1")).To(Succeed())
 
@@ -30,7 +30,7 @@ func TestStreamToken(t *testing.T) {
 	g.Expect(ts.verify(tok, "CA1", "+14155550100", "AC2")).To(MatchError(errTokenMismatch))
 	// Field boundaries are unambiguous.
 	g.Expect(ts.verify(tok, "CA1+", "14155550100", "AC1")).To(MatchError(errTokenMismatch))
-	other := tokenSigner{key: []byte(strings.Repeat("k", 32)), ttl: 5 * time.Minute, now: clock}
+	other := tokenSigner{keys: [][]byte{[]byte(strings.Repeat("k", 32))}, ttl: 5 * time.Minute, now: clock}
 	g.Expect(other.verify(tok, "CA1", "+14155550100", "AC1")).To(MatchError(errTokenMismatch))
 	// A longer expiry cannot be written into the token.
 	parts := strings.Split(tok, ".")
@@ -43,29 +43,67 @@ func TestStreamToken(t *testing.T) {
 	g.Expect(ts.verify(tok, "CA1", "+14155550100", "AC1")).To(MatchError(errTokenExpired))
 }
 
-func TestLoadStreamTokenKey(t *testing.T) {
+// TestStreamTokenKeyRotation walks the three-step rotation the README
+// describes. At every step some replicas still run the previous step's keys,
+// and each must accept the tokens the others issue; only after the last step
+// does the old key stop working.
+func TestStreamTokenKeyRotation(t *testing.T) {
+	g := NewWithT(t)
+	oldKey, newKey := []byte(strings.Repeat("o", 32)), []byte(strings.Repeat("n", 32))
+	signer := func(keys ...[]byte) tokenSigner { return tokenSigner{keys: keys, ttl: time.Minute, now: time.Now} }
+	steps := []tokenSigner{
+		signer(oldKey),         // before
+		signer(oldKey, newKey), // 1: accept the new key
+		signer(newKey, oldKey), // 2: sign with it
+		signer(newKey),         // 3: drop the old one
+	}
+	for i := 1; i < len(steps); i++ {
+		prev, next := steps[i-1], steps[i]
+		fromPrev := prev.issue("CA1", "+14155550100", "AC1")
+		fromNext := next.issue("CA1", "+14155550100", "AC1")
+		g.Expect(next.verify(fromPrev, "CA1", "+14155550100", "AC1")).To(Succeed(), "step %d accepts a token of step %d", i, i-1)
+		g.Expect(prev.verify(fromNext, "CA1", "+14155550100", "AC1")).To(Succeed(), "step %d accepts a token of step %d", i-1, i)
+	}
+	// Done: tokens signed with the old key are refused.
+	g.Expect(steps[3].verify(steps[0].issue("CA1", "+14155550100", "AC1"), "CA1", "+14155550100", "AC1")).To(MatchError(errTokenMismatch))
+}
+
+func TestLoadStreamTokenKeys(t *testing.T) {
 	g := NewWithT(t)
 	dir := t.TempDir()
-	good := filepath.Join(dir, "key")
-	g.Expect(os.WriteFile(good, []byte(strings.Repeat("a", 32)+"\n"), 0o600)).To(Succeed())
-	short := filepath.Join(dir, "short")
-	g.Expect(os.WriteFile(short, []byte("tooshort\n"), 0o600)).To(Succeed())
+	file := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		g.Expect(os.WriteFile(p, []byte(content), 0o600)).To(Succeed())
+		return p
+	}
+	a, b := strings.Repeat("a", 32), strings.Repeat("b", 44)
 
-	key, err := LoadStreamTokenKey(t.Context(), nil, types.NamespacedName{}, good)
+	keys, err := LoadStreamTokenKeys(t.Context(), nil, types.NamespacedName{}, file("one", a+"\n"))
 	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(key).To(HaveLen(32))
-	_, err = LoadStreamTokenKey(t.Context(), nil, types.NamespacedName{}, short)
-	g.Expect(err).To(MatchError(ContainSubstring("need at least 32")))
-	_, err = LoadStreamTokenKey(t.Context(), nil, types.NamespacedName{}, filepath.Join(dir, "missing"))
+	g.Expect(keys).To(Equal([][]byte{[]byte(a)}), "the trailing newline is not part of the key")
+	keys, err = LoadStreamTokenKeys(t.Context(), nil, types.NamespacedName{}, file("two", b+"\r\n\n"+a+"\n"))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(keys).To(Equal([][]byte{[]byte(b), []byte(a)}), "one key per line, in order, blank lines skipped")
+
+	for name, tc := range map[string]struct{ content, want string }{
+		"short":     {"tooshort\n", "on line 1 is 8 bytes, need at least 32"},
+		"short 2nd": {a + "\nshort\n", "on line 2 is 5 bytes"},
+		"empty":     {"\n\n", "stream token key is empty"},
+		"too many":  {strings.Repeat(a+"\n", maxTokenKeys+1), "at most 3"},
+	} {
+		_, err = LoadStreamTokenKeys(t.Context(), nil, types.NamespacedName{}, file(name, tc.content))
+		g.Expect(err).To(MatchError(ContainSubstring(tc.want)), name)
+	}
+	_, err = LoadStreamTokenKeys(t.Context(), nil, types.NamespacedName{}, filepath.Join(dir, "missing"))
 	g.Expect(err).To(HaveOccurred())
 
 	ns := newNamespace(t)
-	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "stream-token"}, Data: map[string][]byte{StreamTokenSecretKey: []byte(strings.Repeat("b", 40))}}
+	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "stream-token"}, Data: map[string][]byte{StreamTokenSecretKey: []byte(b + "\n" + a)}}
 	g.Expect(k8s.Create(context.Background(), sec)).To(Succeed())
-	key, err = LoadStreamTokenKey(t.Context(), k8s, types.NamespacedName{Namespace: ns, Name: "stream-token"}, "")
+	keys, err = LoadStreamTokenKeys(t.Context(), k8s, types.NamespacedName{Namespace: ns, Name: "stream-token"}, "")
 	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(key).To(HaveLen(40))
-	_, err = LoadStreamTokenKey(t.Context(), k8s, types.NamespacedName{Namespace: ns, Name: "absent"}, "")
+	g.Expect(keys).To(Equal([][]byte{[]byte(b), []byte(a)}))
+	_, err = LoadStreamTokenKeys(t.Context(), k8s, types.NamespacedName{Namespace: ns, Name: "absent"}, "")
 	g.Expect(err).To(MatchError(ContainSubstring("read stream token secret")))
 }
 

@@ -74,7 +74,7 @@ func startBridgeServer(calls int, agentURL string) (*bridgeServer, error) {
 	srv, err := webhookserver.New(webhookserver.Options{
 		PublicURL: publicURL,
 		Routes:    staticRoutes(calls, agentURL),
-		TokenKey:  []byte("bench-stream-token-key-0123456789abcdef"),
+		TokenKeys: [][]byte{[]byte("bench-stream-token-key-0123456789abcdef")},
 		Metrics:   metrics,
 		Log:       zap.New(zap.WriteTo(io.Discard)), // production JSON logger, discarded
 	})

@@ -82,7 +82,7 @@ func startWebhookServer(n int, logMode string) (*running, error) {
 	srv, err := webhookserver.New(webhookserver.Options{
 		PublicURL: publicURL,
 		Routes:    staticRoutes(n),
-		TokenKey:  []byte("bench-stream-token-key-0123456789abcdef"),
+		TokenKeys: [][]byte{[]byte("bench-stream-token-key-0123456789abcdef")},
 		Metrics:   metrics,
 		Log:       log,
 	})
