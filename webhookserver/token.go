@@ -110,11 +110,12 @@ func mac(key []byte, callSID, to, accountSID string, exp int64) string {
 }
 
 // LoadStreamTokenKeys reads the stream token HMAC keys from the Secret secret
-// (key "key") through r, or, when secret is empty, from the file path. The
+// (key "key") through r, or, when secret is empty, from the file path. A text
 // value holds one key per line, at most maxTokenKeys: the first signs new
 // tokens and every one verifies. Line ends and blank lines are ignored (files
-// and `kubectl create secret --from-file` often end in a newline); each key
-// must be at least 32 bytes.
+// and `kubectl create secret --from-file` often end in a newline). A value
+// that is not text (raw random bytes) is one key, whatever bytes it holds.
+// Each key must be at least 32 bytes.
 func LoadStreamTokenKeys(ctx context.Context, r client.Reader, secret types.NamespacedName, path string) ([][]byte, error) {
 	var value []byte
 	if secret.Name != "" {
@@ -140,6 +141,13 @@ func LoadStreamTokenKeys(ctx context.Context, r client.Reader, secret types.Name
 // parseStreamTokenKeys splits a stream token value into its keys (see
 // LoadStreamTokenKeys).
 func parseStreamTokenKeys(value string) ([][]byte, error) {
+	if !isText(value) {
+		key := strings.TrimRight(value, "\r\n")
+		if len(key) < minTokenKeyBytes {
+			return nil, fmt.Errorf("stream token key is %d bytes, need at least %d (e.g. `openssl rand -base64 48`)", len(key), minTokenKeyBytes)
+		}
+		return [][]byte{[]byte(key)}, nil
+	}
 	var keys [][]byte
 	for i, line := range strings.Split(value, "\n") {
 		line = strings.TrimRight(line, "\r")
@@ -159,4 +167,15 @@ func parseStreamTokenKeys(value string) ([][]byte, error) {
 		return nil, fmt.Errorf("stream token value holds %d keys, at most %d: the signing key first, then the keys still accepted during a rotation", len(keys), maxTokenKeys)
 	}
 	return keys, nil
+}
+
+// isText reports whether v is printable ASCII lines: a value of several keys.
+// Random binary bytes are text with odds below 1 in 10^14 for 32 bytes.
+func isText(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; (c < 0x20 || c > 0x7e) && c != '\n' && c != '\r' && c != '\t' {
+			return false
+		}
+	}
+	return true
 }

@@ -85,6 +85,13 @@ func TestLoadStreamTokenKeys(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(keys).To(Equal([][]byte{[]byte(b), []byte(a)}), "one key per line, in order, blank lines skipped")
 
+	// A raw binary key (as `head -c 32 /dev/urandom` makes) is one key, even
+	// with newline bytes inside it.
+	binary := "\x00\x01\n\xff" + strings.Repeat("\x9c", 28) + "\n\x10"
+	keys, err = LoadStreamTokenKeys(t.Context(), nil, types.NamespacedName{}, file("binary", binary+"\n"))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(keys).To(Equal([][]byte{[]byte(binary)}))
+
 	for name, tc := range map[string]struct{ content, want string }{
 		"short":     {"tooshort\n", "on line 1 is 8 bytes, need at least 32"},
 		"short 2nd": {a + "\nshort\n", "on line 2 is 5 bytes"},

@@ -8,6 +8,7 @@ package devenv
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -139,7 +140,8 @@ func Start(ctx context.Context, o Options) (env *Env, err error) {
 	if _, err := rand.Read(key); err != nil {
 		return env, err
 	}
-	if err := os.WriteFile(keyFile, key, 0o600); err != nil {
+	// A text key, as the docs tell users to make (openssl rand -base64 48).
+	if err := os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600); err != nil {
 		return env, err
 	}
 
