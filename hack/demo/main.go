@@ -81,6 +81,10 @@ func run(ctx context.Context, bin string, stay bool) error {
 	if err := show(env.Kubectl(ctx, "get", "twiliophonenumbers", "-o", "wide")); err != nil {
 		return err
 	}
+	section("kubectl twilio numbers acme  (every number in the Twilio account, managed or not)")
+	if err := show(env.Kubectl(ctx, "twilio", "numbers", "acme")); err != nil {
+		return err
+	}
 	section("Twilio after takeover")
 	printTwilio(env)
 
@@ -96,6 +100,7 @@ func run(ctx context.Context, bin string, stay bool) error {
 			fmt.Printf("  alias kubectl=%s\n", k)
 		}
 		fmt.Printf("  kubectl get twiliophonenumbers,twilioaccounts\n")
+		fmt.Printf("  PATH=%s:$PATH kubectl twilio numbers acme\n", binDir)
 		fmt.Printf("  kubectl patch twiliophonenumber support-line --type=merge -p '{\"spec\":{\"voiceRouting\":\"Disabled\"}}'\n")
 		fmt.Printf("  kubectl events --for twiliophonenumber/support-line\n\n")
 		fmt.Printf("Twilio emulator: %s (account %s, token %s)\nPress Ctrl-C to restore the numbers and stop.\n", env.EmulatorURL, devenv.AccountSID, devenv.AuthToken)

@@ -88,9 +88,9 @@ type process struct {
 
 // Build compiles the binaries Start runs into binDir.
 func Build(ctx context.Context, root, binDir string, log io.Writer) error {
-	logf(log, "Building manager, webhookserver, sampleagent and twiliosim")
+	logf(log, "Building manager, webhookserver, sampleagent, twiliosim and the kubectl-twilio plugin")
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", binDir+string(os.PathSeparator),
-		"./cmd/manager", "./cmd/webhookserver", "./cmd/sampleagent", "./cmd/twiliosim")
+		"./cmd/manager", "./cmd/webhookserver", "./cmd/sampleagent", "./cmd/twiliosim", "./cmd/kubectl-twilio")
 	cmd.Dir, cmd.Stdout, cmd.Stderr = root, os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("go build: %w", err)
@@ -279,13 +279,17 @@ func (e *Env) Tail(name string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// Kubectl runs kubectl against the control plane as admin and returns its output.
+// Kubectl runs kubectl against the control plane as admin and returns its
+// output. The binaries' directory leads PATH, so kubectl finds the
+// kubectl-twilio plugin there (`kubectl twilio ...`).
 func (e *Env) Kubectl(ctx context.Context, args ...string) (string, error) {
 	bin, err := controlplane.Kubectl(e.opts.Root)
 	if err != nil {
 		return "", err
 	}
-	cmd := exec.CommandContext(ctx, bin, append([]string{"--kubeconfig", e.Kubeconfig}, args...)...)
+	// KUBECONFIG rather than --kubeconfig: kubectl refuses flags before a plugin's name.
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+e.Kubeconfig, "PATH="+e.opts.BinDir+string(os.PathListSeparator)+os.Getenv("PATH"))
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return string(out), fmt.Errorf("kubectl %s: %w: %s", strings.Join(args, " "), err, out)

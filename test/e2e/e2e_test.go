@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -84,6 +85,12 @@ func TestEndToEnd(t *testing.T) {
 	header := strings.Fields(strings.SplitN(table, "\n", 2)[0])
 	g.Expect(strings.Join(header, " ")).To(Equal("NAME NUMBER FRIENDLY NAME ROUTING PREVIOUS URL READY AGE"))
 	g.Expect(table).To(MatchRegexp(`support-line\s+\+14155550100\s+Support line\s+Enabled\s+` + devenv.OriginalURL + `\s+True`))
+
+	// The plugin, found by kubectl on PATH, lists the whole Twilio account.
+	numbers := kubectl(t, env, "twilio", "numbers", "acme")
+	g.Expect(numbers).To(MatchRegexp(`\+14155550100\s+Support line\s+` + regexp.QuoteMeta(env.PublicURL) + `/twilio/voice\s+default/support-line\s+` + devenv.OriginalURL))
+	g.Expect(numbers).To(MatchRegexp(`\+14155550101\s+Sales line\s+\S+\s+default/sales-line\s+\(none\)`))
+	g.Expect(numbers).To(ContainSubstring("3 numbers in Twilio account " + devenv.AccountSID + ", 3 managed by a TwilioPhoneNumber"))
 
 	// Twilio now sends every number's calls to the webhook server.
 	for _, n := range devenv.SampleNumbers {
