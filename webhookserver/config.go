@@ -40,6 +40,9 @@ type Config struct {
 	AgentDialTimeout time.Duration
 	// StreamTokenTTL is how long after answering a call its stream may start.
 	StreamTokenTTL time.Duration
+	// StreamTokenReloadInterval is how often the stream token keys are
+	// re-read while running; 0 reads them only at start.
+	StreamTokenReloadInterval time.Duration
 	// Zap configures logging.
 	Zap zap.Options
 }
@@ -69,6 +72,7 @@ func parseFlags(out io.Writer, args []string) (Config, error) {
 	fs.StringVar(&c.StreamTokenKeyFile, "stream-token-key-file", "", "File holding the stream token HMAC keys, one per line (at least 32 bytes each; the first signs, every one verifies), e.g. a mounted Secret.")
 	fs.DurationVar(&c.AgentDialTimeout, "agent-dial-timeout", 5*time.Second, "How long connecting to a number's agent may take before the call's stream is closed.")
 	fs.DurationVar(&c.StreamTokenTTL, "stream-token-ttl", 5*time.Minute, "How long after the voice webhook answered a call its media stream may start.")
+	fs.DurationVar(&c.StreamTokenReloadInterval, "stream-token-reload-interval", 30*time.Second, "How often the stream token keys are re-read, so a rotation needs no restart (at least 1s; 0 reads them only at start).")
 	c.Zap.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -129,6 +133,9 @@ func parseFlags(out io.Writer, args []string) (Config, error) {
 	}
 	if c.StreamTokenTTL < 10*time.Second || c.StreamTokenTTL > 24*time.Hour {
 		errs = append(errs, fmt.Errorf("--stream-token-ttl must be between 10s and 24h, got %s", c.StreamTokenTTL))
+	}
+	if c.StreamTokenReloadInterval != 0 && c.StreamTokenReloadInterval < time.Second {
+		errs = append(errs, fmt.Errorf("--stream-token-reload-interval must be 0 or at least 1s, got %s", c.StreamTokenReloadInterval))
 	}
 	return c, errors.Join(errs...)
 }

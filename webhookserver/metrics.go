@@ -47,6 +47,9 @@ type Metrics struct {
 	RecordingDuration prometheus.Histogram
 	// RoutedNumbers is the number of phone numbers in the routing table.
 	RoutedNumbers prometheus.Gauge
+	// StreamTokenKeyReloads counts re-reads of the stream token keys that
+	// found a change, by outcome (reloaded, invalid).
+	StreamTokenKeyReloads *prometheus.CounterVec
 }
 
 // NewMetrics creates the collectors and registers them on reg. It fails if
@@ -99,10 +102,15 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "twilio_webhook_routed_numbers",
 			Help: "Phone numbers in the routing table (all TwilioPhoneNumbers watched, enabled or not).",
 		}),
+		StreamTokenKeyReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "twilio_webhook_stream_token_key_reloads_total",
+			Help: "Changed stream token key values read while running, by outcome (reloaded: now in use; invalid: refused, the keys in use stay).",
+		}, []string{"outcome"}),
 	}
 	for _, c := range []prometheus.Collector{
 		m.Requests, m.SignatureFailures, m.ActiveStreams, m.Streams, m.FramesRelayed, m.FramesDropped,
 		m.AgentDial, m.RecordingCallbacks, m.RecordingDuplicates, m.RecordingDuration, m.RoutedNumbers,
+		m.StreamTokenKeyReloads,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register metrics: %w", err)

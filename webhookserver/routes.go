@@ -70,7 +70,7 @@ func (s *Server) handleVoice(w http.ResponseWriter, r *http.Request) {
 		s.writeXML(w, routeVoice, outcome, s.hangup)
 		return
 	}
-	doc := s.answers.render(route.Record, from, to, s.tokens.issue(callSID, to, accountSID))
+	doc := s.answers.render(route.Record, from, to, s.tokens.Load().issue(callSID, to, accountSID))
 	log.Info("Answering call", "object", route.Object.String(), "record", route.Record)
 	s.writeXML(w, routeVoice, outcomeOK, doc)
 }

@@ -38,10 +38,14 @@ func Run(ctx context.Context, cfg Config, restCfg *rest.Config, log logr.Logger)
 			return fmt.Errorf("create client: %w", err)
 		}
 	}
-	keys, err := LoadStreamTokenKeys(ctx, reader, cfg.StreamTokenSecret, cfg.StreamTokenKeyFile)
+	loadKeys := func(ctx context.Context) ([][]byte, error) {
+		return LoadStreamTokenKeys(ctx, reader, cfg.StreamTokenSecret, cfg.StreamTokenKeyFile)
+	}
+	keys, err := loadKeys(ctx)
 	if err != nil {
 		return err
 	}
+	log.Info("Stream token keys loaded", "keys", len(keys), "fingerprint", fingerprint(keys)[:12])
 	srv, err := New(Options{
 		PublicURL:           cfg.PublicURL,
 		Routes:              routing,
@@ -87,6 +91,9 @@ func Run(ctx context.Context, cfg Config, restCfg *rest.Config, log logr.Logger)
 	}
 	defer stopProbes()
 
+	if cfg.StreamTokenReloadInterval > 0 {
+		go WatchStreamTokenKeys(bg, cfg.StreamTokenReloadInterval, keys, loadKeys, srv.SetTokenKeys, metrics, log.WithName("stream-token"))
+	}
 	log.Info("Serving Twilio webhooks", "address", ln.Addr().String(), "publicURL", cfg.PublicURL, "namespaces", cfg.Namespaces)
 	serveErr := srv.Serve(serveCtx, ln)
 	stopBg()

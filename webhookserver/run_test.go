@@ -37,7 +37,7 @@ func TestRun(t *testing.T) {
 	cfg, err := parseFlags(io.Discard, []string{
 		"--public-url=" + testPublicURL, "--listen-address=" + listen, "--metrics-bind-address=" + metricsAddr,
 		"--health-probe-bind-address=" + probes, "--namespaces=" + ns, "--stream-token-key-file=" + keyFile,
-		"--shutdown-grace-period=5s",
+		"--shutdown-grace-period=5s", "--stream-token-reload-interval=1s",
 	})
 	g.Expect(err).NotTo(HaveOccurred())
 
@@ -69,6 +69,11 @@ func TestRun(t *testing.T) {
 	g.Expect(body).To(ContainSubstring("twilio_webhook_routed_numbers 0"))
 	g.Expect(body).To(ContainSubstring("go_goroutines"))
 	g.Expect(strings.Contains(body, acct.token)).To(BeFalse())
+
+	// A rotation step written to the key file is picked up while running.
+	g.Expect(os.WriteFile(keyFile, append([]byte("the-next-stream-token-key-0123456789abcdef\n"), testKey...), 0o600)).To(Succeed())
+	g.Eventually(func() string { _, body := get("http://" + metricsAddr + "/metrics"); return body }, 30*time.Second).
+		Should(ContainSubstring(`twilio_webhook_stream_token_key_reloads_total{outcome="reloaded"} 1`))
 
 	stop()
 	g.Eventually(done, 30*time.Second).Should(Receive(BeNil()))

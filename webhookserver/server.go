@@ -161,7 +161,7 @@ type Server struct {
 	metrics *Metrics
 	log     logr.Logger
 	sig     signatureChecker
-	tokens  tokenSigner
+	tokens  atomic.Pointer[tokenSigner]
 
 	hangup         string // rendered once
 	answers        answerTemplates
@@ -179,6 +179,17 @@ type Server struct {
 	cancelStream context.CancelFunc
 }
 
+// SetTokenKeys replaces the stream token keys (the first signs, every one
+// verifies) for the calls answered and the streams started from now on.
+func (s *Server) SetTokenKeys(keys [][]byte) error {
+	if err := validTokenKeys(keys); err != nil {
+		return err
+	}
+	old := s.tokens.Load()
+	s.tokens.Store(&tokenSigner{keys: keys, ttl: old.ttl, now: old.now})
+	return nil
+}
+
 // New validates opts and builds a Server.
 func New(opts Options) (*Server, error) {
 	switch {
@@ -186,15 +197,11 @@ func New(opts Options) (*Server, error) {
 		return nil, errors.New("public URL is required")
 	case opts.Routes == nil:
 		return nil, errors.New("routes are required")
-	case len(opts.TokenKeys) == 0 || len(opts.TokenKeys) > maxTokenKeys:
-		return nil, fmt.Errorf("between 1 and %d stream token keys are required, got %d", maxTokenKeys, len(opts.TokenKeys))
 	case opts.Metrics == nil:
 		return nil, errors.New("metrics are required")
 	}
-	for i, k := range opts.TokenKeys {
-		if len(k) < minTokenKeyBytes {
-			return nil, fmt.Errorf("stream token key %d must be at least %d bytes", i+1, minTokenKeyBytes)
-		}
+	if err := validTokenKeys(opts.TokenKeys); err != nil {
+		return nil, err
 	}
 	if opts.TokenTTL <= 0 {
 		opts.TokenTTL = 5 * time.Minute
@@ -222,7 +229,6 @@ func New(opts Options) (*Server, error) {
 		metrics:        opts.Metrics,
 		log:            opts.Log,
 		sig:            sig,
-		tokens:         tokenSigner{keys: opts.TokenKeys, ttl: opts.TokenTTL, now: time.Now},
 		hangup:         hangup,
 		answers:        answers,
 		emptyMessaging: empty,
@@ -247,6 +253,7 @@ func New(opts Options) (*Server, error) {
 		},
 		recordings: newDedupSet(limits.RecordingDedupSize, limits.RecordingDedupTTL),
 	}
+	s.tokens.Store(&tokenSigner{keys: opts.TokenKeys, ttl: opts.TokenTTL, now: time.Now})
 	s.streamCtx, s.cancelStream = context.WithCancel(context.Background())
 	return s, nil
 }

@@ -99,7 +99,7 @@ func (s *Server) serveStream(ctx context.Context, twilio *websocket.Conn, accoun
 		s.closeTwilio(twilio, websocket.ClosePolicyViolation, "")
 		return outcomeTokenInvalid
 	}
-	if err := s.tokens.verify(start.Start.CustomParameters[paramToken], start.Start.CallSID, to, start.Start.AccountSID); err != nil {
+	if err := s.tokens.Load().verify(start.Start.CustomParameters[paramToken], start.Start.CallSID, to, start.Start.AccountSID); err != nil {
 		log.Info("Stream refused: bad stream token", "reason", err.Error())
 		s.closeTwilio(twilio, websocket.ClosePolicyViolation, "")
 		return outcomeTokenInvalid

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -167,6 +169,68 @@ func parseStreamTokenKeys(value string) ([][]byte, error) {
 		return nil, fmt.Errorf("stream token value holds %d keys, at most %d: the signing key first, then the keys still accepted during a rotation", len(keys), maxTokenKeys)
 	}
 	return keys, nil
+}
+
+// validTokenKeys checks a key list a server may use.
+func validTokenKeys(keys [][]byte) error {
+	if len(keys) == 0 || len(keys) > maxTokenKeys {
+		return fmt.Errorf("between 1 and %d stream token keys are required, got %d", maxTokenKeys, len(keys))
+	}
+	for i, k := range keys {
+		if len(k) < minTokenKeyBytes {
+			return fmt.Errorf("stream token key %d must be at least %d bytes", i+1, minTokenKeyBytes)
+		}
+	}
+	return nil
+}
+
+// WatchStreamTokenKeys re-reads the stream token keys with load every
+// interval until ctx ends, and hands a changed value to set: a rotation
+// step needs no rollout, only the Secret's update reaching the pods. A value
+// that does not load, or that set refuses, leaves the keys in use as they
+// are. in is the value in use at the start.
+func WatchStreamTokenKeys(ctx context.Context, interval time.Duration, in [][]byte, load func(context.Context) ([][]byte, error),
+	set func([][]byte) error, m *Metrics, log logr.Logger) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	inUse, lastErr := fingerprint(in), ""
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		keys, err := load(ctx)
+		if err == nil && fingerprint(keys) == inUse {
+			lastErr = ""
+			continue
+		}
+		if err == nil {
+			err = set(keys)
+		}
+		if err != nil {
+			if err.Error() != lastErr { // once per distinct problem, not every interval
+				m.StreamTokenKeyReloads.WithLabelValues("invalid").Inc()
+				log.Error(err, "Stream token keys not reloaded; the keys in use stay", "fingerprint", inUse[:12])
+				lastErr = err.Error()
+			}
+			continue
+		}
+		inUse, lastErr = fingerprint(keys), ""
+		m.StreamTokenKeyReloads.WithLabelValues("reloaded").Inc()
+		log.Info("Stream token keys reloaded", "keys", len(keys), "fingerprint", inUse[:12])
+	}
+}
+
+// fingerprint identifies a key list in logs without revealing it: the hex
+// SHA-256 of the keys in order, the signing key first.
+func fingerprint(keys [][]byte) string {
+	h := sha256.New()
+	for _, k := range keys {
+		h.Write(k)
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // isText reports whether v is printable ASCII lines: a value of several keys.

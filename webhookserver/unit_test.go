@@ -12,6 +12,7 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -66,6 +67,45 @@ func TestStreamTokenKeyRotation(t *testing.T) {
 	}
 	// Done: tokens signed with the old key are refused.
 	g.Expect(steps[3].verify(steps[0].issue("CA1", "+14155550100", "AC1"), "CA1", "+14155550100", "AC1")).To(MatchError(errTokenMismatch))
+}
+
+// TestWatchStreamTokenKeys: a running server picks up a rotation step from
+// its key file, keeps its keys when the file holds something invalid, and
+// stops accepting the old key only when the file drops it.
+func TestWatchStreamTokenKeys(t *testing.T) {
+	g := NewWithT(t)
+	oldKey, newKey := strings.Repeat("o", 32), strings.Repeat("n", 32)
+	file := filepath.Join(t.TempDir(), "key")
+	write := func(v string) { g.Expect(os.WriteFile(file, []byte(v), 0o600)).To(Succeed()) }
+	write(oldKey + "\n")
+	metrics, err := NewMetrics(prometheus.NewRegistry())
+	g.Expect(err).NotTo(HaveOccurred())
+	srv, err := New(Options{PublicURL: testPublicURL, Routes: NewStaticRoutes(nil, nil), TokenKeys: [][]byte{[]byte(oldKey)}, Metrics: metrics})
+	g.Expect(err).NotTo(HaveOccurred())
+	ctx, stop := context.WithCancel(t.Context())
+	defer stop()
+	load := func(ctx context.Context) ([][]byte, error) {
+		return LoadStreamTokenKeys(ctx, nil, types.NamespacedName{}, file)
+	}
+	go WatchStreamTokenKeys(ctx, 10*time.Millisecond, [][]byte{[]byte(oldKey)}, load, srv.SetTokenKeys, metrics, testLog())
+
+	answeredBefore := srv.tokens.Load().issue("CA1", "+14155550100", "AC1")
+	verify := func(tok string) error { return srv.tokens.Load().verify(tok, "CA1", "+14155550100", "AC1") }
+	signingKey := func() string { return string(srv.tokens.Load().keys[0]) }
+
+	write(newKey + "\n" + oldKey + "\n") // step 2: sign with the new key, still accept the old one
+	g.Eventually(signingKey).Should(Equal(newKey))
+	g.Expect(verify(answeredBefore)).To(Succeed(), "a call answered before the reload still streams")
+	g.Expect(counterValue(metrics.StreamTokenKeyReloads.WithLabelValues("reloaded"))).To(Equal(1.0))
+
+	write("not-a-key\n")
+	g.Eventually(func() float64 { return counterValue(metrics.StreamTokenKeyReloads.WithLabelValues("invalid")) }).Should(Equal(1.0))
+	g.Consistently(signingKey, 100*time.Millisecond).Should(Equal(newKey), "an invalid file leaves the keys in use")
+	g.Expect(counterValue(metrics.StreamTokenKeyReloads.WithLabelValues("invalid"))).To(Equal(1.0), "counted once, not every interval")
+
+	write(newKey + "\n") // step 3
+	g.Eventually(func() error { return verify(answeredBefore) }).Should(MatchError(errTokenMismatch))
+	g.Expect(counterValue(metrics.StreamTokenKeyReloads.WithLabelValues("reloaded"))).To(Equal(2.0))
 }
 
 func TestLoadStreamTokenKeys(t *testing.T) {
