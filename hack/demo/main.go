@@ -20,6 +20,7 @@ import (
 	"strings"
 	"syscall"
 	"text/tabwriter"
+	"time"
 
 	"github.com/loquent/twilio-voice-operator/internal/controlplane"
 	"github.com/loquent/twilio-voice-operator/internal/devenv"
@@ -138,18 +139,29 @@ func placeCall(ctx context.Context, env *devenv.Env) error {
 	fmt.Printf("  agent → caller: %d media frames received before the caller hung up; %d marks echoed\n", res.ReceivedMedia, res.MarksEchoed)
 	fmt.Printf("  recording status callback %s: HTTP %d\n", res.RecordingSID, res.RecordingCallbackStatus)
 
+	// The agent may still be reading the last relayed frames when the caller is done.
 	var stats sampleagent.Stats
-	resp, err := http.Get(env.AgentStatsURL) //nolint:gosec // the demo's own agent on loopback
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if err := json.NewDecoder(resp.Body).Decode(&stats); err != nil {
-		return err
+	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if stats, err = agentStats(env); err != nil {
+			return err
+		}
+		if stats.FramesIn >= int64(res.SentMedia) || time.Now().After(deadline) {
+			break
+		}
 	}
 	fmt.Printf("  the agent saw: call from %s to %s, %d frames in, %d out, digits %q\n",
 		stats.LastFrom, stats.LastTo, stats.FramesIn, stats.FramesOut, stats.Digits)
 	return nil
+}
+
+func agentStats(env *devenv.Env) (sampleagent.Stats, error) {
+	var stats sampleagent.Stats
+	resp, err := http.Get(env.AgentStatsURL) //nolint:gosec // the demo's own agent on loopback
+	if err != nil {
+		return stats, err
+	}
+	defer resp.Body.Close()
+	return stats, json.NewDecoder(resp.Body).Decode(&stats)
 }
 
 func printTwilio(env *devenv.Env) {

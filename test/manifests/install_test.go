@@ -2,6 +2,8 @@ package manifests
 
 import (
 	"context"
+	"fmt"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -22,7 +24,8 @@ import (
 func TestHelmInstallUpgradeUninstall(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
-	const ns, release = "tvo-install", "tvo"
+	// A namespace of its own per run: uninstall leaves the TwilioPhoneNumber behind.
+	ns, release := fmt.Sprintf("tvo-install-%d", rand.N(1_000_000)), "tvo"
 	run := func(args ...string) {
 		t.Helper()
 		_, err := runTool(helm, append(args, "--kubeconfig", admin, "--namespace", ns)...)
@@ -71,4 +74,5 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 	g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "support"}, n)).To(Succeed(),
 		"uninstalling the chart keeps the CRDs and every TwilioPhoneNumber")
 	g.Expect(n.GetDeletionTimestamp()).To(BeNil())
+	g.Expect(k8s.Delete(ctx, n)).To(Succeed())
 }
