@@ -71,7 +71,7 @@ func TestRun(t *testing.T) {
 	g.Expect(strings.Contains(body, acct.token)).To(BeFalse())
 
 	// A rotation step written to the key file is picked up while running.
-	g.Expect(os.WriteFile(keyFile, append([]byte("the-next-stream-token-key-0123456789abcdef\n"), testKey...), 0o600)).To(Succeed())
+	writeAtomically(g, keyFile, "the-next-stream-token-key-0123456789abcdef\n"+string(testKey))
 	g.Eventually(func() string { _, body := get("http://" + metricsAddr + "/metrics"); return body }, 30*time.Second).
 		Should(ContainSubstring(`twilio_webhook_stream_token_key_reloads_total{outcome="reloaded"} 1`))
 

@@ -76,7 +76,9 @@ func TestWatchStreamTokenKeys(t *testing.T) {
 	g := NewWithT(t)
 	oldKey, newKey := strings.Repeat("o", 32), strings.Repeat("n", 32)
 	file := filepath.Join(t.TempDir(), "key")
-	write := func(v string) { g.Expect(os.WriteFile(file, []byte(v), 0o600)).To(Succeed()) }
+	// Replaced in one step, as the kubelet updates a mounted Secret: a reader
+	// never sees a half-written file.
+	write := func(v string) { writeAtomically(g, file, v) }
 	write(oldKey + "\n")
 	metrics, err := NewMetrics(prometheus.NewRegistry())
 	g.Expect(err).NotTo(HaveOccurred())
@@ -106,6 +108,12 @@ func TestWatchStreamTokenKeys(t *testing.T) {
 	write(newKey + "\n") // step 3
 	g.Eventually(func() error { return verify(answeredBefore) }).Should(MatchError(errTokenMismatch))
 	g.Expect(counterValue(metrics.StreamTokenKeyReloads.WithLabelValues("reloaded"))).To(Equal(2.0))
+}
+
+func writeAtomically(g Gomega, path, v string) {
+	tmp := path + ".tmp"
+	g.Expect(os.WriteFile(tmp, []byte(v), 0o600)).To(Succeed())
+	g.Expect(os.Rename(tmp, path)).To(Succeed())
 }
 
 func TestLoadStreamTokenKeys(t *testing.T) {
