@@ -56,8 +56,11 @@ type SecretError struct {
 func (e *SecretError) Error() string { return e.Message }
 
 // Connector builds one Twilio client per TwilioAccount and reuses it across
-// reconciles (so the per-account concurrency budget and the inventory are
-// shared), rebuilding it when the account's spec or Secret changes.
+// reconciles, rebuilding it when the account's spec or Secret changes. The
+// concurrency budget and the number inventory belong to the Twilio account,
+// not to the object: every TwilioAccount naming the same account SID shares
+// them, so a write through one is seen at once through the others and the
+// account's concurrency limit is not exceeded by having several objects.
 type Connector struct {
 	// Reader reads Secrets (the manager's cached client).
 	Reader client.Reader
@@ -67,8 +70,15 @@ type Connector struct {
 	// sets no maxConcurrentRequests.
 	DefaultMaxConcurrent int
 
-	mu    sync.Mutex
-	conns map[types.NamespacedName]*cachedConnection
+	mu     sync.Mutex
+	conns  map[types.NamespacedName]*cachedConnection
+	shared map[string]*accountShared // by account SID
+}
+
+// accountShared is what all connections to one Twilio account share.
+type accountShared struct {
+	budget    *twilio.Budget
+	inventory *twilio.Inventory
 }
 
 type cachedConnection struct {
@@ -91,11 +101,31 @@ func (c *Connector) Connect(ctx context.Context, acct *twiliov1.TwilioAccount) (
 	if cc, ok := c.conns[key]; ok && cc.fingerprint == fp {
 		return cc.conn, nil
 	}
+	sh := c.shared[cfg.AccountSID]
+	if sh == nil || sh.budget.Size() != cfg.MaxConcurrent {
+		// A changed budget applies to new requests; those in flight finish
+		// on the old one.
+		var inv *twilio.Inventory
+		if sh != nil {
+			inv = sh.inventory
+		}
+		sh = &accountShared{budget: twilio.NewBudget(cfg.MaxConcurrent), inventory: inv}
+	}
+	cfg.Budget = sh.budget
 	rest, err := twilio.New(cfg)
 	if err != nil {
 		return nil, &SecretError{Reason: twiliov1.ReasonSecretInvalid, Message: err.Error()}
 	}
-	conn := &Connection{AccountSID: cfg.AccountSID, Client: rest, Inventory: twilio.NewInventory(rest)}
+	if sh.inventory == nil {
+		sh.inventory = twilio.NewInventory(rest)
+	} else {
+		sh.inventory.SetClient(rest)
+	}
+	if c.shared == nil {
+		c.shared = map[string]*accountShared{}
+	}
+	c.shared[cfg.AccountSID] = sh
+	conn := &Connection{AccountSID: cfg.AccountSID, Client: rest, Inventory: sh.inventory}
 	if c.conns == nil {
 		c.conns = map[types.NamespacedName]*cachedConnection{}
 	}
@@ -134,6 +164,7 @@ func (c *Connector) config(ctx context.Context, acct *twiliov1.TwilioAccount) (t
 	if budget == 0 {
 		budget = c.DefaultMaxConcurrent
 	}
+	budget = max(budget, 1)
 	cfg := twilio.Config{
 		AccountSID:    acct.Spec.AccountSID,
 		Username:      acct.Spec.AccountSID,

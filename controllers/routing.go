@@ -53,17 +53,31 @@ func takeoverUpdate(live twilio.Routing, voiceURL string) twilio.RoutingUpdate {
 	return u
 }
 
-// restoreUpdate writes every saved field back, empty ones as explicit empty
-// values so they are cleared. Methods are sent only when one was saved
-// (Twilio rejects an empty method). At most one of application and trunk is
-// set in a saved tuple; the other is sent empty.
-func restoreUpdate(s twiliov1.SavedRouting) twilio.RoutingUpdate {
+// restoreUpdate writes every saved URL and method back, empty URLs as
+// explicit empty values so they are cleared. Methods are sent only when one
+// was saved (Twilio rejects an empty method). SIDs are sent only where they
+// matter: the saved application or trunk (setting one clears the other in
+// Twilio), or else an explicit empty value for one the live number holds.
+// Twilio's API description forbids empty SIDs otherwise, so a restore of a
+// URL-only number sends no SID field at all.
+func restoreUpdate(s twiliov1.SavedRouting, live twilio.Routing) twilio.RoutingUpdate {
 	u := twilio.RoutingUpdate{
-		VoiceURL:            ptr(s.VoiceURL),
-		VoiceFallbackURL:    ptr(s.VoiceFallbackURL),
-		StatusCallback:      ptr(s.StatusCallback),
-		VoiceApplicationSID: ptr(s.VoiceApplicationSID),
-		TrunkSID:            ptr(s.TrunkSID),
+		VoiceURL:         ptr(s.VoiceURL),
+		VoiceFallbackURL: ptr(s.VoiceFallbackURL),
+		StatusCallback:   ptr(s.StatusCallback),
+	}
+	switch {
+	case s.VoiceApplicationSID != "":
+		u.VoiceApplicationSID = ptr(s.VoiceApplicationSID)
+	case s.TrunkSID != "":
+		u.TrunkSID = ptr(s.TrunkSID)
+	default:
+		if live.VoiceApplicationSID != "" {
+			u.VoiceApplicationSID = ptr("")
+		}
+		if live.TrunkSID != "" {
+			u.TrunkSID = ptr("")
+		}
 	}
 	if s.VoiceMethod != "" {
 		u.VoiceMethod = ptr(s.VoiceMethod)

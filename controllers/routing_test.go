@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -55,8 +56,8 @@ func TestTakeoverClearsOnlyWhatTakesPrecedence(t *testing.T) {
 }
 
 func TestRestoreSendsExplicitEmpties(t *testing.T) {
-	u := restoreUpdate(twiliov1.SavedRouting{VoiceApplicationSID: "AP1", VoiceMethod: "POST"})
-	for name, f := range map[string]*string{"VoiceURL": u.VoiceURL, "VoiceFallbackURL": u.VoiceFallbackURL, "StatusCallback": u.StatusCallback, "TrunkSID": u.TrunkSID} {
+	u := restoreUpdate(twiliov1.SavedRouting{VoiceApplicationSID: "AP1", VoiceMethod: "POST"}, twilio.Routing{VoiceURL: ours})
+	for name, f := range map[string]*string{"VoiceURL": u.VoiceURL, "VoiceFallbackURL": u.VoiceFallbackURL, "StatusCallback": u.StatusCallback} {
 		if f == nil || *f != "" {
 			t.Errorf("%s must be sent as an explicit empty value, got %v", name, f)
 		}
@@ -73,6 +74,44 @@ func TestRestoreSendsExplicitEmpties(t *testing.T) {
 	if matchesSaved(twilio.Routing{VoiceURL: ours}, twiliov1.SavedRouting{}) {
 		t.Error("our URL does not match an empty saved routing")
 	}
+}
+
+// Twilio's API description forbids empty SIDs except to clear one the number
+// holds, and setting one of application and trunk clears the other.
+func TestRestoreSendsSIDsOnlyWhereTheyMatter(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		saved      twiliov1.SavedRouting
+		live       twilio.Routing
+		app, trunk *string // nil: the field is not sent
+	}{
+		{"URL only", twiliov1.SavedRouting{VoiceURL: "https://old"}, twilio.Routing{VoiceURL: ours}, nil, nil},
+		{"no URL", twiliov1.SavedRouting{}, twilio.Routing{VoiceURL: ours}, nil, nil},
+		{"saved application", twiliov1.SavedRouting{VoiceApplicationSID: "AP1"}, twilio.Routing{VoiceURL: ours}, ptr("AP1"), nil},
+		{"saved trunk", twiliov1.SavedRouting{TrunkSID: "TK1"}, twilio.Routing{VoiceURL: ours}, nil, ptr("TK1")},
+		{"saved application over a live trunk", twiliov1.SavedRouting{VoiceApplicationSID: "AP1"}, twilio.Routing{TrunkSID: "TK9"}, ptr("AP1"), nil},
+		{"URL only, live application", twiliov1.SavedRouting{VoiceURL: "https://old"}, twilio.Routing{VoiceApplicationSID: "AP9"}, ptr(""), nil},
+		{"URL only, live trunk", twiliov1.SavedRouting{VoiceURL: "https://old"}, twilio.Routing{TrunkSID: "TK9"}, nil, ptr("")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			u := restoreUpdate(tc.saved, tc.live)
+			if !equalPtr(u.VoiceApplicationSID, tc.app) || !equalPtr(u.TrunkSID, tc.trunk) {
+				t.Errorf("VoiceApplicationSid %v, TrunkSid %v; want %v, %v", show(u.VoiceApplicationSID), show(u.TrunkSID), show(tc.app), show(tc.trunk))
+			}
+			if u.VoiceURL == nil || *u.VoiceURL != tc.saved.VoiceURL {
+				t.Errorf("VoiceUrl %v, want %q", show(u.VoiceURL), tc.saved.VoiceURL)
+			}
+		})
+	}
+}
+
+func equalPtr(a, b *string) bool { return (a == nil) == (b == nil) && (a == nil || *a == *b) }
+
+func show(p *string) string {
+	if p == nil {
+		return "(not sent)"
+	}
+	return fmt.Sprintf("%q", *p)
 }
 
 func TestSavedAnnotationRoundTrip(t *testing.T) {

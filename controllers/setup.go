@@ -205,6 +205,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 	numberOpts.MaxConcurrentReconciles = o.ConcurrentReconciles
 	if err := (&TwilioPhoneNumberReconciler{
 		Client:       mgr.GetClient(),
+		APIReader:    mgr.GetAPIReader(),
 		Recorder:     mgr.GetEventRecorder("twilio-voice-operator"),
 		Connector:    conn,
 		VoiceURL:     o.VoiceURL,

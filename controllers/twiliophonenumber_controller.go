@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/client-go/tools/events"
@@ -31,6 +32,9 @@ const Finalizer = "twilio.loquent.io/restore-voice-routing"
 // routing is Disabled or the object is deleted.
 type TwilioPhoneNumberReconciler struct {
 	client.Client
+	// APIReader reads from the API server itself, bypassing the informer
+	// cache, right before any write that depends on saved state.
+	APIReader client.Reader
 	Recorder  events.EventRecorder
 	Connector *Connector
 	// VoiceURL is the URL numbers are pointed at: {public URL}/twilio/voice.
@@ -47,6 +51,11 @@ type numberScope struct {
 	base *twiliov1.TwilioPhoneNumber // last persisted state, for merge patches
 	conn *Connection
 	live twilio.Number
+	// fresh is true once obj's metadata and saved state were read from the
+	// API server itself in this reconcile (readFresh).
+	fresh bool
+	// prevReady is the Ready condition as the reconcile found it.
+	prevReady *metav1.Condition
 }
 
 // +kubebuilder:rbac:groups=twilio.loquent.io,resources=twiliophonenumbers,verbs=get;list;watch;update;patch
@@ -66,26 +75,34 @@ func (r *TwilioPhoneNumberReconciler) Reconcile(ctx context.Context, req ctrl.Re
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	s := &numberScope{obj: obj, base: obj.DeepCopy()}
+	if c := meta.FindStatusCondition(obj.Status.Conditions, twiliov1.ConditionReady); c != nil {
+		s.prevReady = c.DeepCopy()
+	}
 	defer func() {
-		obj.Status.ObservedGeneration = obj.Generation
+		if isStale(retErr) {
+			// Worked from an old copy: start again from a newer one, soon.
+			log.FromContext(ctx).V(1).Info("Cached copy is behind the API server; requeueing", "reason", retErr.Error())
+			res, retErr = ctrl.Result{RequeueAfter: staleRetry()}, nil
+			return
+		}
 		if err := r.patchStatus(ctx, s); err != nil {
 			res, retErr = ctrl.Result{}, kerrors.NewAggregate([]error{retErr, err})
 		}
 	}()
 
-	if err := r.recoverSaved(ctx, s); err != nil {
+	if err := r.repairGuard(ctx, s); err != nil {
 		return ctrl.Result{}, err
-	}
-	if obj.DeletionTimestamp.IsZero() && obj.HoldsOriginal() && !controllerutil.ContainsFinalizer(obj, Finalizer) {
-		// Restored from a backup without finalizers: guard the saved original again.
-		if err := r.patchSaved(ctx, s, obj.Annotations[twiliov1.AnnotationSavedRouting]); err != nil {
-			return ctrl.Result{}, err
-		}
 	}
 	if !obj.DeletionTimestamp.IsZero() {
 		return r.reconcileDelete(ctx, s)
 	}
 	return r.reconcileNormal(ctx, s)
+}
+
+// staleRetry is how long to wait before reconciling again after working from
+// a stale copy: long enough for a lagging cache to catch up, jittered.
+func staleRetry() time.Duration {
+	return 100*time.Millisecond + rand.N(200*time.Millisecond)
 }
 
 func (r *TwilioPhoneNumberReconciler) reconcileNormal(ctx context.Context, s *numberScope) (ctrl.Result, error) {
@@ -117,9 +134,14 @@ func (r *TwilioPhoneNumberReconciler) reconcileDelete(ctx context.Context, s *nu
 	if !controllerutil.ContainsFinalizer(obj, Finalizer) {
 		return ctrl.Result{}, nil
 	}
-	if obj.Spec.DeletionPolicy == twiliov1.DeletionPolicyOrphan || obj.Status.SavedRouting == nil {
-		if obj.Status.SavedRouting != nil {
-			r.event(obj, corev1.EventTypeNormal, "Orphaned", "Delete", "Left the number routed to the webhook server (deletionPolicy Orphan); the original was %s", describeSaved(*obj.Status.SavedRouting))
+	// Whether there is an original to restore is decided on the server's copy.
+	saved, err := r.confirmGuard(ctx, s)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if obj.Spec.DeletionPolicy == twiliov1.DeletionPolicyOrphan || saved == nil {
+		if saved != nil {
+			r.event(obj, corev1.EventTypeNormal, "Orphaned", "Delete", "Left the number routed to the webhook server (deletionPolicy Orphan); the original was %s", describeSaved(*saved))
 		}
 		return ctrl.Result{}, r.removeFinalizer(ctx, s)
 	}
@@ -130,7 +152,7 @@ func (r *TwilioPhoneNumberReconciler) reconcileDelete(ctx context.Context, s *nu
 	if !ok {
 		setCondition(&obj.Status.Conditions, obj.Generation, twiliov1.ConditionReady, metav1.ConditionFalse, twiliov1.ReasonRestoreBlocked,
 			fmt.Sprintf("Cannot restore the original routing (%s) while TwilioAccount %q is not Ready; fix the account, or set deletionPolicy: Orphan to delete without restoring",
-				describeSaved(*obj.Status.SavedRouting), obj.Spec.AccountRef.Name))
+				describeSaved(*saved), obj.Spec.AccountRef.Name))
 		return ctrl.Result{}, nil // the account watch requeues this object
 	}
 	found, err := r.observe(ctx, s)
@@ -140,10 +162,10 @@ func (r *TwilioPhoneNumberReconciler) reconcileDelete(ctx context.Context, s *nu
 	if !found {
 		// The number left the account: there is nothing left to restore it on.
 		r.event(obj, corev1.EventTypeWarning, "NothingToRestore", "Delete",
-			"The number is no longer in the Twilio account; its saved original routing (%s) was not restored", describeSaved(*obj.Status.SavedRouting))
+			"The number is no longer in the Twilio account; its saved original routing (%s) was not restored", describeSaved(*saved))
 		return ctrl.Result{}, r.removeFinalizer(ctx, s)
 	}
-	if res, err := r.ensureRestored(ctx, s); err != nil || obj.Status.SavedRouting != nil {
+	if res, err := r.ensureRestored(ctx, s); err != nil || guardOf(obj) != nil || obj.Status.SavedRouting != nil {
 		return res, err
 	}
 	return ctrl.Result{}, r.removeFinalizer(ctx, s)
@@ -174,7 +196,8 @@ func (r *TwilioPhoneNumberReconciler) markConflict(obj, owner *twiliov1.TwilioPh
 }
 
 // connect finds the account and its Twilio connection. ok is false (with
-// Ready=False AccountNotReady) when the account is missing or not Ready.
+// Ready=False AccountNotReady) when the account is missing or not Ready. A
+// connect that succeeds clears an AccountNotReady left from before.
 func (r *TwilioPhoneNumberReconciler) connect(ctx context.Context, s *numberScope) (ok bool, err error) {
 	obj := s.obj
 	var acct twiliov1.TwilioAccount
@@ -200,25 +223,62 @@ func (r *TwilioPhoneNumberReconciler) connect(ctx context.Context, s *numberScop
 		return false, err
 	}
 	s.conn = conn
+	if isConditionReason(obj.Status.Conditions, twiliov1.ConditionReady, metav1.ConditionFalse, twiliov1.ReasonAccountNotReady) {
+		setCondition(&obj.Status.Conditions, obj.Generation, twiliov1.ConditionReady, metav1.ConditionUnknown, twiliov1.ReasonProgressing,
+			fmt.Sprintf("TwilioAccount %q is Ready; reading the number from Twilio", obj.Spec.AccountRef.Name))
+	}
 	return true, nil
 }
 
 // observe reads the number from the account inventory (one shared list call
-// per poll interval), confirming a miss with a targeted lookup. found is
-// false when the account does not have the number.
+// per poll interval). A miss is confirmed once with a targeted lookup; while
+// the object already reports NumberNotFound for this generation, the
+// inventory's own list answers. An object that was a Conflict loser until now
+// reads the number afresh: the owner it replaces has just changed it.
 func (r *TwilioPhoneNumberReconciler) observe(ctx context.Context, s *numberScope) (found bool, err error) {
-	n, found, err := s.conn.Inventory.Lookup(ctx, s.obj.Spec.PhoneNumber, r.PollInterval)
-	if err == nil && !found {
+	var n twilio.Number
+	if r.prevReason(s) == twiliov1.ReasonConflict {
 		n, err = s.conn.Client.FindNumber(ctx, s.obj.Spec.PhoneNumber)
 		found = err == nil
-		if twilio.IsNotFound(err) {
-			err = nil
+		if found {
+			s.conn.Inventory.Record(n)
 		}
+	} else {
+		n, found, err = s.conn.Inventory.Lookup(ctx, s.obj.Spec.PhoneNumber, r.PollInterval)
+		if err == nil && !found && !r.prevCurrent(s, twiliov1.ReasonNumberNotFound) {
+			n, err = s.conn.Client.FindNumber(ctx, s.obj.Spec.PhoneNumber)
+			found = err == nil
+		}
+	}
+	if twilio.IsNotFound(err) {
+		err = nil
 	}
 	if found {
 		r.recordLive(s, n)
 	}
 	return found, err
+}
+
+// prevReason is the reason of the Ready condition the reconcile started from.
+func (r *TwilioPhoneNumberReconciler) prevReason(s *numberScope) string {
+	if s.prevReady == nil {
+		return ""
+	}
+	return s.prevReady.Reason
+}
+
+// prevCurrent reports whether the reconcile started from a Ready condition
+// with this reason that describes the object's current generation.
+func (r *TwilioPhoneNumberReconciler) prevCurrent(s *numberScope, reasons ...string) bool {
+	if s.prevReady == nil || s.prevReady.ObservedGeneration != s.obj.Generation {
+		return false
+	}
+	for _, reason := range reasons {
+		if s.prevReady.Reason == reason {
+			return true
+		}
+	}
+	return false
 }
 
 func (r *TwilioPhoneNumberReconciler) markNotFound(s *numberScope) {
@@ -247,43 +307,71 @@ func (r *TwilioPhoneNumberReconciler) refresh(ctx context.Context, s *numberScop
 	return nil
 }
 
-// ensureRouted makes the number route to the webhook server, saving its
-// original routing (status and annotation) before the first write.
+// ensureRouted makes the number route to the webhook server. The Twilio
+// write is sent only once the API server itself holds the guard of the
+// original it overwrites: read uncached right before the write, and saved
+// there first (annotation and finalizer, then status) when it holds none.
 func (r *TwilioPhoneNumberReconciler) ensureRouted(ctx context.Context, s *numberScope) (ctrl.Result, error) {
 	obj := s.obj
 	if routesTo(s.live.Routing, r.VoiceURL) {
-		return r.routed(s), nil
+		return r.routed(ctx, s)
+	}
+	if trunk := s.live.Routing.TrunkSID; trunk != "" && !obj.Spec.AllowTrunkDetach {
+		return r.trunkAttached(s, trunk) // known from the list: no fetch per poll
 	}
 	if err := r.refresh(ctx, s); err != nil {
 		return r.twilioResult(obj, err)
 	}
 	live := s.live.Routing
 	if routesTo(live, r.VoiceURL) {
-		return r.routed(s), nil
+		return r.routed(ctx, s)
 	}
 	if live.TrunkSID != "" && !obj.Spec.AllowTrunkDetach {
-		setCondition(&obj.Status.Conditions, obj.Generation, twiliov1.ConditionReady, metav1.ConditionFalse, twiliov1.ReasonTrunkAttached,
-			fmt.Sprintf("The number is on SIP trunk %s, which takes precedence over its Voice URL; set spec.allowTrunkDetach: true to detach it (the trunk is saved and put back on restore)", live.TrunkSID))
-		return r.twilioResult(obj, nil)
+		return r.trunkAttached(s, live.TrunkSID)
 	}
-	if isConditionReason(obj.Status.Conditions, twiliov1.ConditionReady, metav1.ConditionTrue, twiliov1.ReasonConfigured) ||
-		isConditionReason(obj.Status.Conditions, twiliov1.ConditionReady, metav1.ConditionTrue, twiliov1.ReasonOriginalUnknown) {
-		r.event(obj, corev1.EventTypeWarning, "DriftDetected", "Reconcile",
-			"Voice routing was changed outside the operator (now %s); re-applying. The saved original is unchanged", describe(live))
+	saved, err := r.confirmGuard(ctx, s)
+	if err != nil {
+		return ctrl.Result{}, err
 	}
+	// Drift: the number routed to us for this very generation and now does
+	// not. A spec change in between (a Disabled→Enabled flip, whose restore
+	// was ours) is not drift.
+	drift := r.prevCurrent(s, twiliov1.ReasonConfigured, twiliov1.ReasonOriginalUnknown) && s.prevReady.Status == metav1.ConditionTrue
 	setCondition(&obj.Status.Conditions, obj.Generation, twiliov1.ConditionReady, metav1.ConditionFalse, twiliov1.ReasonProgressing,
 		"Pointing the number at "+r.VoiceURL+" (live: "+describe(live)+")")
-	if obj.Status.SavedRouting == nil {
-		if err := r.saveOriginal(ctx, s, originalFrom(live, r.VoiceURL)); err != nil {
+	savedNow := saved == nil
+	if savedNow {
+		orig := originalFrom(live, r.VoiceURL)
+		if drift {
+			r.event(obj, corev1.EventTypeWarning, "DriftDetected", "Reconcile",
+				"Voice routing was changed outside the operator (now %s); no original routing was known, so this routing is saved as the original and restored on hand-back; re-applying", describe(live))
+		}
+		if err := r.saveOriginal(ctx, s, orig); err != nil {
 			return ctrl.Result{}, err
 		}
+		saved = &orig
+	} else if drift {
+		r.event(obj, corev1.EventTypeWarning, "DriftDetected", "Reconcile",
+			"Voice routing was changed outside the operator (now %s); re-applying. The saved original is unchanged", describe(live))
 	}
 	if err := r.updateRouting(ctx, s, false, takeoverUpdate(live, r.VoiceURL)); err != nil {
 		return r.twilioResult(obj, err)
 	}
-	r.event(obj, corev1.EventTypeNormal, twiliov1.ReasonConfigured, "Configure", "Voice URL set to %s; original routing saved (%s)",
-		r.VoiceURL, describeSaved(*obj.Status.SavedRouting))
-	return r.routed(s), nil
+	if savedNow {
+		r.event(obj, corev1.EventTypeNormal, twiliov1.ReasonConfigured, "Configure", "Voice URL set to %s; original routing saved (%s)",
+			r.VoiceURL, describeSaved(*saved))
+	} else {
+		r.event(obj, corev1.EventTypeNormal, twiliov1.ReasonConfigured, "Configure", "Voice URL set to %s; the saved original routing (%s) is kept",
+			r.VoiceURL, describeSaved(*saved))
+	}
+	return r.routed(ctx, s)
+}
+
+func (r *TwilioPhoneNumberReconciler) trunkAttached(s *numberScope, trunk string) (ctrl.Result, error) {
+	obj := s.obj
+	setCondition(&obj.Status.Conditions, obj.Generation, twiliov1.ConditionReady, metav1.ConditionFalse, twiliov1.ReasonTrunkAttached,
+		fmt.Sprintf("The number is on SIP trunk %s, which takes precedence over its Voice URL; set spec.allowTrunkDetach: true to detach it (the trunk is saved and put back on restore)", trunk))
+	return r.twilioResult(obj, nil)
 }
 
 // updateRouting sends one routing write for the live number in s, unless
@@ -305,9 +393,16 @@ func (r *TwilioPhoneNumberReconciler) updateRouting(ctx context.Context, s *numb
 	return nil
 }
 
-// routed reports a number that routes to the webhook server.
-func (r *TwilioPhoneNumberReconciler) routed(s *numberScope) ctrl.Result {
+// routed reports a number that routes to the webhook server. Before it says
+// that no original was saved (OriginalUnknown), it asks the API server: the
+// cache may not show this operator's own save yet.
+func (r *TwilioPhoneNumberReconciler) routed(ctx context.Context, s *numberScope) (ctrl.Result, error) {
 	obj := s.obj
+	if obj.Status.SavedRouting == nil && !s.fresh && !r.prevCurrent(s, twiliov1.ReasonOriginalUnknown) {
+		if _, err := r.confirmGuard(ctx, s); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
 	if obj.Status.SavedRouting == nil {
 		msg := "The number already routed to this operator's webhook and no original routing was saved, so none was recorded; restore will leave the number unchanged"
 		if setCondition(&obj.Status.Conditions, obj.Generation, twiliov1.ConditionReady, metav1.ConditionTrue, twiliov1.ReasonOriginalUnknown, msg) {
@@ -317,15 +412,21 @@ func (r *TwilioPhoneNumberReconciler) routed(s *numberScope) ctrl.Result {
 		setCondition(&obj.Status.Conditions, obj.Generation, twiliov1.ConditionReady, metav1.ConditionTrue, twiliov1.ReasonConfigured,
 			"Inbound calls route to "+r.VoiceURL)
 	}
-	res, _ := r.twilioResult(obj, nil)
-	return res
+	return r.twilioResult(obj, nil)
 }
 
-// ensureRestored writes the saved original routing back and, only after
-// Twilio accepted it, forgets it.
+// ensureRestored writes back the original that the API server's guard holds
+// and, only after Twilio accepted it, forgets it (status, then annotation and
+// finalizer).
 func (r *TwilioPhoneNumberReconciler) ensureRestored(ctx context.Context, s *numberScope) (ctrl.Result, error) {
 	obj := s.obj
-	saved := obj.Status.SavedRouting
+	var saved *twiliov1.SavedRouting
+	if obj.Status.SavedRouting != nil || obj.Annotations[twiliov1.AnnotationSavedRouting] != "" || !r.prevCurrent(s, twiliov1.ReasonRoutingDisabled) {
+		var err error
+		if saved, err = r.confirmGuard(ctx, s); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
 	if saved == nil {
 		setCondition(&obj.Status.Conditions, obj.Generation, twiliov1.ConditionReady, metav1.ConditionTrue, twiliov1.ReasonRoutingDisabled,
 			"Voice routing is Disabled; the operator holds no saved routing for this number and leaves it as it is ("+describe(s.live.Routing)+")")
@@ -335,95 +436,25 @@ func (r *TwilioPhoneNumberReconciler) ensureRestored(ctx context.Context, s *num
 		return r.twilioResult(obj, err)
 	}
 	if !matchesSaved(s.live.Routing, *saved) {
-		if err := r.updateRouting(ctx, s, true, restoreUpdate(*saved)); err != nil {
+		if err := r.updateRouting(ctx, s, true, restoreUpdate(*saved, s.live.Routing)); err != nil {
 			return r.twilioResult(obj, err)
 		}
 	}
+	setCondition(&obj.Status.Conditions, obj.Generation, twiliov1.ConditionReady, metav1.ConditionTrue, twiliov1.ReasonRoutingDisabled,
+		"Voice routing is Disabled; the original routing is back in place ("+describeSaved(*saved)+")")
 	if err := r.forgetOriginal(ctx, s); err != nil {
 		return ctrl.Result{}, err
 	}
 	r.event(obj, corev1.EventTypeNormal, "Restored", "Restore", "Original voice routing restored (%s)", describeSaved(*saved))
-	setCondition(&obj.Status.Conditions, obj.Generation, twiliov1.ConditionReady, metav1.ConditionTrue, twiliov1.ReasonRoutingDisabled,
-		"Voice routing is Disabled; the original routing is back in place ("+describeSaved(*saved)+")")
 	return r.twilioResult(obj, nil)
 }
 
-// saveOriginal persists the original routing, annotation first and then
-// status, before any Twilio write. If either write fails nothing is sent to
-// Twilio.
-func (r *TwilioPhoneNumberReconciler) saveOriginal(ctx context.Context, s *numberScope, orig twiliov1.SavedRouting) error {
-	if err := r.patchSaved(ctx, s, savedAnnotation(orig)); err != nil {
-		return fmt.Errorf("save original routing in annotation: %w", err)
-	}
-	s.obj.Status.SavedRouting = &orig
-	s.obj.Status.PreviousVoiceURL = ptr(orig.VoiceURL)
-	if err := r.patchStatus(ctx, s); err != nil {
-		return fmt.Errorf("save original routing in status: %w", err)
-	}
-	return nil
-}
-
-// forgetOriginal clears the saved routing after a successful restore.
-func (r *TwilioPhoneNumberReconciler) forgetOriginal(ctx context.Context, s *numberScope) error {
-	if err := r.patchSaved(ctx, s, ""); err != nil {
-		return fmt.Errorf("clear saved routing annotation: %w", err)
-	}
-	s.obj.Status.SavedRouting = nil
-	s.obj.Status.PreviousVoiceURL = nil
-	return r.patchStatus(ctx, s)
-}
-
-// recoverSaved puts the annotation copy back into status when the status
-// lost it (a status wipe, a backup restore that drops status).
-func (r *TwilioPhoneNumberReconciler) recoverSaved(ctx context.Context, s *numberScope) error {
-	obj := s.obj
-	if obj.Status.SavedRouting != nil {
-		return nil
-	}
-	saved, err := savedFromAnnotation(obj.Annotations)
-	if err != nil || saved == nil {
-		if err != nil {
-			log.FromContext(ctx).Error(err, "Ignoring unreadable saved-routing annotation")
-		}
-		return nil
-	}
-	obj.Status.SavedRouting = saved
-	obj.Status.PreviousVoiceURL = ptr(saved.VoiceURL)
-	r.event(obj, corev1.EventTypeWarning, "RecoveredOriginal", "Reconcile",
-		"Status had lost the saved original routing; recovered it from annotation %s (%s)", twiliov1.AnnotationSavedRouting, describeSaved(*saved))
-	return r.patchStatus(ctx, s)
-}
-
-// patchSaved writes the annotation copy of the saved routing together with
-// the finalizer that guards it (value != ""), or removes both (value == ""),
-// in one metadata-only patch that leaves the in-memory status untouched.
-func (r *TwilioPhoneNumberReconciler) patchSaved(ctx context.Context, s *numberScope, value string) error {
-	m := &twiliov1.TwilioPhoneNumber{ObjectMeta: *s.obj.ObjectMeta.DeepCopy()}
-	base := m.DeepCopy()
-	if value == "" {
-		delete(m.Annotations, twiliov1.AnnotationSavedRouting)
-		controllerutil.RemoveFinalizer(m, Finalizer)
-	} else {
-		if m.Annotations == nil {
-			m.Annotations = map[string]string{}
-		}
-		m.Annotations[twiliov1.AnnotationSavedRouting] = value
-		controllerutil.AddFinalizer(m, Finalizer)
-	}
-	if equality.Semantic.DeepEqual(base.ObjectMeta, m.ObjectMeta) {
-		return nil
-	}
-	if err := r.Patch(ctx, m, client.MergeFrom(base)); err != nil {
-		return err
-	}
-	for _, o := range []*twiliov1.TwilioPhoneNumber{s.obj, s.base} {
-		o.Annotations, o.Finalizers, o.ResourceVersion = m.Annotations, m.Finalizers, m.ResourceVersion
-	}
-	return nil
-}
-
-// patchStatus sends the status changes since the last persisted state, if any.
+// patchStatus sends the status changes since the last persisted state, if
+// any, stamped with the generation they describe. It never changes the saved
+// routing: only the guarded writes in guard.go do.
 func (r *TwilioPhoneNumberReconciler) patchStatus(ctx context.Context, s *numberScope) error {
+	s.obj.Status.ObservedGeneration = s.obj.Generation
+	s.obj.Status.SavedRouting, s.obj.Status.PreviousVoiceURL = s.base.Status.SavedRouting, s.base.Status.PreviousVoiceURL
 	if equality.Semantic.DeepEqual(s.base.Status, s.obj.Status) {
 		return nil
 	}
@@ -434,17 +465,6 @@ func (r *TwilioPhoneNumberReconciler) patchStatus(ctx context.Context, s *number
 		return fmt.Errorf("patch status of %s/%s: %w", s.obj.Namespace, s.obj.Name, err)
 	}
 	s.base = s.obj.DeepCopy()
-	return nil
-}
-
-func (r *TwilioPhoneNumberReconciler) removeFinalizer(ctx context.Context, s *numberScope) error {
-	base := s.obj.DeepCopy()
-	if !controllerutil.RemoveFinalizer(s.obj, Finalizer) {
-		return nil
-	}
-	if err := r.Patch(ctx, s.obj, client.MergeFrom(base)); err != nil {
-		return client.IgnoreNotFound(fmt.Errorf("remove finalizer: %w", err))
-	}
 	return nil
 }
 

@@ -45,7 +45,12 @@ type Config struct {
 	// Edge and Region select Twilio's edge location and region.
 	Edge, Region string
 	// MaxConcurrent caps in-flight requests to this account (default 10).
+	// Ignored when Budget is set.
 	MaxConcurrent int
+	// Budget, when set, is the in-flight cap shared with every other client
+	// of the same Twilio account (Twilio limits concurrency per account, not
+	// per credential).
+	Budget *Budget
 	// Timeout bounds one HTTP request (default 10s).
 	Timeout time.Duration
 	// MaxRetries is how often a 429 is retried inside the client before it is
@@ -60,7 +65,7 @@ type REST struct {
 	cfg     Config
 	base    twclient.Client
 	baseURL *url.URL
-	sem     chan struct{}
+	sem     *Budget
 	// backoff returns how long to wait before retry n (0-based) after a 429.
 	backoff func(n int) time.Duration
 }
@@ -86,7 +91,10 @@ func New(cfg Config) (*REST, error) {
 	if cfg.Transport == nil {
 		cfg.Transport = http.DefaultTransport
 	}
-	r := &REST{cfg: cfg, sem: make(chan struct{}, cfg.MaxConcurrent), backoff: jitteredBackoff}
+	if cfg.Budget == nil {
+		cfg.Budget = NewBudget(cfg.MaxConcurrent)
+	}
+	r := &REST{cfg: cfg, sem: cfg.Budget, backoff: jitteredBackoff}
 	if cfg.APIURL != "" {
 		u, err := url.Parse(cfg.APIURL)
 		if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
@@ -98,6 +106,20 @@ func New(cfg Config) (*REST, error) {
 	r.base.SetAccountSid(cfg.AccountSID)
 	return r, nil
 }
+
+// Budget caps the Twilio requests in flight for one account. Share one
+// Budget among all clients of the same account SID.
+type Budget struct {
+	slots chan struct{}
+}
+
+// NewBudget returns a budget of n concurrent requests (at least 1).
+func NewBudget(n int) *Budget {
+	return &Budget{slots: make(chan struct{}, max(n, 1))}
+}
+
+// Size is the number of concurrent requests the budget allows.
+func (b *Budget) Size() int { return cap(b.slots) }
 
 // jitteredBackoff: 100ms, 200ms, 400ms … capped at 3s, each with ±50% jitter.
 func jitteredBackoff(n int) time.Duration {
@@ -143,13 +165,13 @@ func (t *callTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 func (r *REST) do(ctx context.Context, kind, op string, call func(*openapi.ApiService) error) error {
 	for attempt := 0; ; attempt++ {
 		select {
-		case r.sem <- struct{}{}:
+		case r.sem.slots <- struct{}{}:
 		case <-ctx.Done():
 			return &Error{Op: op, Class: ClassTransient, Err: ctx.Err()}
 		}
 		start := time.Now()
 		err := classify(op, call(r.api(ctx)))
-		<-r.sem
+		<-r.sem.slots
 		observe(r.cfg.AccountSID, kind, err, time.Since(start))
 		if err == nil || ClassOf(err) != ClassWait || attempt >= r.cfg.MaxRetries {
 			return err

@@ -11,10 +11,10 @@ import (
 // interval instead of N fetches. At most one list runs at a time; callers that
 // need a refresh while one is running wait for it.
 type Inventory struct {
-	client Client
-	now    func() time.Time
+	now func() time.Time
 
 	mu         sync.Mutex
+	client     Client
 	byNumber   map[string]Number
 	listedAt   time.Time
 	refreshing chan struct{} // closed when the running refresh ends
@@ -29,6 +29,14 @@ type Inventory struct {
 // NewInventory returns an empty inventory over c.
 func NewInventory(c Client) *Inventory {
 	return &Inventory{client: c, now: time.Now}
+}
+
+// SetClient makes later lists use c, e.g. the newest credentials of the
+// account when several TwilioAccounts name the same account SID.
+func (i *Inventory) SetClient(c Client) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	i.client = c
 }
 
 // Lookup returns the number with this E.164 value from a list no older than
@@ -110,9 +118,10 @@ func (i *Inventory) ensureFresh(ctx context.Context, maxAge time.Duration) error
 		i.refreshing = done
 		i.seq++
 		started := i.seq
+		c := i.client
 		i.mu.Unlock()
 
-		nums, err := i.client.ListNumbers(ctx)
+		nums, err := c.ListNumbers(ctx)
 
 		i.mu.Lock()
 		i.lastErr = err

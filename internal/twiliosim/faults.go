@@ -34,6 +34,11 @@ type Fault struct {
 	// HTMLBody answers a non-JSON, proxy-style HTML body instead of Twilio's
 	// error JSON, which twilio-go cannot decode into a TwilioRestError.
 	HTMLBody bool
+	// LoseAnswer processes the request as usual (a write is applied) and
+	// then closes the connection before the answer is sent: the fault that
+	// tells a client nothing about whether its write happened. The other
+	// fields are then ignored.
+	LoseAnswer bool
 }
 
 type failRule struct {
@@ -76,6 +81,14 @@ func (s *Server) SetResetRate(rate float64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.resetRate = rate
+}
+
+// SetLostAnswerRate makes the given fraction (0..1) of admitted requests be
+// processed and then have their answer lost (see Fault.LoseAnswer).
+func (s *Server) SetLostAnswerRate(rate float64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lostRate = rate
 }
 
 // FailNext makes the next `times` admitted requests for which match returns
@@ -167,6 +180,17 @@ func faultResponse(f Fault) response {
 // aborting the handler.
 func (s *Server) reset(w http.ResponseWriter, req *Request) {
 	req.Status, req.ErrorCode = 0, 0
+	s.abort(w, req)
+}
+
+// loseAnswer logs a processed request with the status it would have been
+// answered with, then closes the connection without answering.
+func (s *Server) loseAnswer(w http.ResponseWriter, req *Request, resp response) {
+	req.Status, req.ErrorCode, req.AnswerLost = resp.status, resp.code, true
+	s.abort(w, req)
+}
+
+func (s *Server) abort(w http.ResponseWriter, req *Request) {
 	s.record(*req)
 	defer s.callHook(*req)
 	if hj, ok := w.(http.Hijacker); ok {

@@ -222,6 +222,32 @@ func TestFailNextResetAndResetRate(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 }
 
+// A lost answer is the fault that tells the client nothing: the write is
+// applied, the client sees a transport error, and the log says both.
+func TestLoseAnswerAppliesTheWrite(t *testing.T) {
+	g := NewWithT(t)
+	s, base := startSim(t)
+	n := s.AddNumber(Number{PhoneNumber: "+14155550100"})
+	rc := newTwilio(t, base, testAccount, testToken, testAccount)
+
+	s.FailNext(func(r Request) bool { return r.Kind == KindUpdateNumber }, Fault{LoseAnswer: true}, 1)
+	_, err := rc.Api.UpdateIncomingPhoneNumber(n.SID, (&openapi.UpdateIncomingPhoneNumberParams{}).SetVoiceUrl("https://new.example.com"))
+	g.Expect(err).To(HaveOccurred())
+	g.Expect(restError(err)).To(BeNil(), "a transport error, not a Twilio answer")
+	g.Expect(mustNumber(t, s, n.SID).VoiceURL).To(Equal("https://new.example.com"))
+	reqs := s.Requests()
+	g.Expect(reqs).To(HaveLen(1))
+	g.Expect(reqs[0]).To(And(HaveField("Status", 200), HaveField("AnswerLost", true)))
+
+	s.SetLostAnswerRate(1)
+	_, err = rc.Api.UpdateIncomingPhoneNumber(n.SID, (&openapi.UpdateIncomingPhoneNumberParams{}).SetVoiceUrl("https://newer.example.com"))
+	g.Expect(err).To(HaveOccurred())
+	g.Expect(mustNumber(t, s, n.SID).VoiceURL).To(Equal("https://newer.example.com"))
+	s.SetLostAnswerRate(0)
+	_, err = rc.Api.FetchIncomingPhoneNumber(n.SID, nil)
+	g.Expect(err).NotTo(HaveOccurred())
+}
+
 func TestErrorRate(t *testing.T) {
 	g := NewWithT(t)
 	s, base := startSim(t)

@@ -38,6 +38,10 @@ type Request struct {
 	Status int
 	// ErrorCode is the Twilio error code of an error answer, 0 otherwise.
 	ErrorCode int
+	// AnswerLost is true when the request was processed (Status is what it
+	// was answered with) but the connection was then reset before the
+	// answer reached the client.
+	AnswerLost bool
 }
 
 // Requests returns a copy of the request log, oldest first.

@@ -35,6 +35,7 @@ type Server struct {
 	limit     int
 	errorRate float64
 	resetRate float64
+	lostRate  float64
 	rules     []*failRule
 	inFlight  map[string]int
 	stats     Stats
@@ -106,7 +107,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	s.mu.Lock()
 	s.stats.Total++
-	latency, resetRate, errorRate := s.latency, s.resetRate, s.errorRate
+	latency, resetRate, errorRate, lostRate := s.latency, s.resetRate, s.errorRate, s.lostRate
 	key := req.AccountSID
 	admitted := s.limit <= 0 || s.inFlight[key] < s.limit
 	if admitted {
@@ -128,13 +129,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.callHook(req)
 		return
 	}
+	loseAnswer := false
 	if f, ok := s.takeFault(req); ok {
-		if f.Reset {
+		switch {
+		case f.LoseAnswer:
+			loseAnswer = true
+		case f.Reset:
 			s.reset(w, &req)
 			return
+		default:
+			s.answer(w, &req, faultResponse(f))
+			return
 		}
-		s.answer(w, &req, faultResponse(f))
-		return
 	}
 	if roll(resetRate) {
 		s.reset(w, &req)
@@ -148,7 +154,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.answer(w, &req, errorResponse(http.StatusBadRequest, codeBadRequest, "Unable to parse the request body"))
 		return
 	}
-	s.answer(w, &req, s.handle(r, req, rt))
+	resp := s.handle(r, req, rt)
+	if loseAnswer || roll(lostRate) {
+		s.loseAnswer(w, &req, resp)
+		return
+	}
+	s.answer(w, &req, resp)
 }
 
 // handle authenticates and dispatches a request that passed every fault.

@@ -1,0 +1,140 @@
+package durability
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	twiliov1 "github.com/loquent/twilio-voice-operator/api/v1alpha1"
+	"github.com/loquent/twilio-voice-operator/controllers"
+	"github.com/loquent/twilio-voice-operator/internal/twiliosim"
+)
+
+// TestEveryCrashPoint walks one number through take-over, hand-back
+// (Disabled), take-over again (Enabled) and deletion, with the manager killed
+// right after its k-th write, for every k until a run has no write left to
+// crash after. After each step, a number that routes to the webhook has its
+// guard on the API server holding the original, and at the end the original
+// is back exactly.
+func TestEveryCrashPoint(t *testing.T) {
+	const most = 40
+	for k := int64(1); k <= most; k++ {
+		var crashed bool
+		if !t.Run(fmt.Sprintf("crash after write %d", k), func(t *testing.T) { crashed = crashPointScenario(t, k) }) {
+			return
+		}
+		if !crashed {
+			t.Logf("the life cycle takes %d writes: a crash after each one was tried", k-1)
+			return
+		}
+	}
+	t.Fatalf("the life cycle still had writes left after %d crash points", most)
+}
+
+func crashPointScenario(t *testing.T, k int64) (crashed bool) {
+	g := NewWithT(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	accountSID := fmt.Sprintf("AC%032x", 0xc000+k)
+	sim := twiliosim.New()
+	sim.AddAccount(twiliosim.Account{SID: accountSID, AuthToken: authToken})
+	simURL, err := sim.Start("127.0.0.1:0")
+	g.Expect(err).NotTo(HaveOccurred())
+	defer func() { _ = sim.Close() }()
+	orig := sim.AddNumber(twiliosim.Number{AccountSID: accountSID, PhoneNumber: fmt.Sprintf("+1629555%04d", k),
+		VoiceURL: "https://old.example.com/voice", VoiceMethod: "GET", StatusCallback: "https://status.example.com/cb"})
+
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "crashpoint-"}}
+	g.Expect(k8s.Create(ctx, ns)).To(Succeed())
+	g.Expect(k8s.Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "creds"},
+		StringData: map[string]string{controllers.SecretKeyAuthToken: authToken},
+	})).To(Succeed())
+	g.Expect(k8s.Create(ctx, &twiliov1.TwilioAccount{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "main"},
+		Spec:       twiliov1.TwilioAccountSpec{AccountSID: accountSID, CredentialsSecretRef: twiliov1.SecretReference{Name: "creds"}, APIURL: simURL},
+	})).To(Succeed())
+	sup := &supervisor{
+		cfg: restCfg, lag: 200 * time.Millisecond, rng: rand.New(rand.NewPCG(uint64(k), 1)), crashAt: k,
+		opts: controllers.Options{VoiceURL: voiceURL, PollInterval: pollPeriod, ConcurrentReconciles: 2},
+	}
+	g.Expect(sup.start(ctx)).To(Succeed())
+	defer func() {
+		cancel()
+		<-sup.finished
+	}()
+	// The account is verified before the number exists (only the number's
+	// writes are counted).
+	g.Eventually(func(g Gomega) {
+		acct := &twiliov1.TwilioAccount{}
+		g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns.Name, Name: "main"}, acct)).To(Succeed())
+		g.Expect(meta.IsStatusConditionTrue(acct.Status.Conditions, twiliov1.ConditionReady)).To(BeTrue())
+	}).WithTimeout(30 * time.Second).Should(Succeed())
+
+	key := client.ObjectKey{Namespace: ns.Name, Name: "n"}
+	g.Expect(k8s.Create(ctx, &twiliov1.TwilioPhoneNumber{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "n"},
+		Spec:       twiliov1.TwilioPhoneNumberSpec{AccountRef: twiliov1.LocalObjectReference{Name: "main"}, PhoneNumber: orig.PhoneNumber},
+	})).To(Succeed())
+
+	want := routing(orig)
+	// step waits for the Ready reason, then checks the guard: routed to us
+	// means the server holds the original.
+	step := func(reason string) {
+		t.Helper()
+		g.Eventually(func(g Gomega) {
+			obj := &twiliov1.TwilioPhoneNumber{}
+			g.Expect(k8s.Get(ctx, key, obj)).To(Succeed())
+			c := meta.FindStatusCondition(obj.Status.Conditions, twiliov1.ConditionReady)
+			g.Expect(c).NotTo(BeNil())
+			g.Expect(c.Reason).To(Equal(reason), c.Message)
+			g.Expect(obj.Status.ObservedGeneration).To(Equal(obj.Generation))
+		}).WithTimeout(60 * time.Second).WithPolling(50 * time.Millisecond).Should(Succeed())
+		obj := &twiliov1.TwilioPhoneNumber{}
+		g.Expect(k8s.Get(ctx, key, obj)).To(Succeed())
+		live, _ := sim.Number(orig.SID)
+		if live.VoiceURL == voiceURL {
+			g.Expect(obj.Finalizers).To(ContainElement(controllers.Finalizer))
+			g.Expect(obj.Annotations).To(HaveKey(twiliov1.AnnotationSavedRouting))
+			g.Expect(obj.Status.SavedRouting).NotTo(BeNil())
+			g.Expect(obj.Status.SavedRouting.VoiceURL).To(Equal(orig.VoiceURL))
+			g.Expect(obj.Status.SavedRouting.StatusCallback).To(Equal(orig.StatusCallback))
+		} else {
+			g.Expect(routing(live)).To(Equal(want), "handed back exactly")
+		}
+	}
+	step(twiliov1.ReasonConfigured)
+	g.Expect(retrySetRouting(ctx, ns.Name, "n", twiliov1.VoiceRoutingDisabled)).To(Succeed())
+	step(twiliov1.ReasonRoutingDisabled)
+	g.Expect(retrySetRouting(ctx, ns.Name, "n", twiliov1.VoiceRoutingEnabled)).To(Succeed())
+	step(twiliov1.ReasonConfigured)
+	g.Expect(k8s.Delete(ctx, &twiliov1.TwilioPhoneNumber{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "n"}})).To(Succeed())
+	g.Eventually(func() bool {
+		return apierrors.IsNotFound(k8s.Get(ctx, key, &twiliov1.TwilioPhoneNumber{}))
+	}).WithTimeout(60 * time.Second).Should(BeTrue())
+	live, _ := sim.Number(orig.SID)
+	g.Expect(routing(live)).To(Equal(want), "the original is back exactly")
+	if testing.Verbose() {
+		sup.mu.Lock()
+		cur := sup.current
+		sup.mu.Unlock()
+		cur.mu.Lock()
+		for i, w := range cur.log {
+			t.Logf("write %d of the last incarnation: %s", i+1, w)
+		}
+		cur.mu.Unlock()
+	}
+	counts := sup.crashCounts()
+	t.Logf("crash after write %d: %v", k, counts)
+	return counts[afterKubeWrite]+counts[afterTwilioWrite] > 0
+}
