@@ -97,6 +97,14 @@ func TestDisableRestoresAndKeepsObject(t *testing.T) {
 	setRouting(t, ns, "n", twiliov1.VoiceRoutingEnabled)
 	n = waitReady(t, ns, "n", metav1.ConditionTrue, twiliov1.ReasonConfigured)
 	g.Expect(n.Status.PreviousVoiceURL).To(Equal(ptrTo(originalURL)))
+	// A URL-only number: neither take-over nor restore sends a SID field
+	// (Twilio's API description forbids empty SIDs there).
+	updates := succeeded(twilioRequests("UpdateNumber", tw.SID))
+	g.Expect(updates).To(HaveLen(3))
+	for _, u := range updates {
+		g.Expect(u.Form).NotTo(HaveKey("VoiceApplicationSid"))
+		g.Expect(u.Form).NotTo(HaveKey("TrunkSid"))
+	}
 }
 
 // (d) Delete with Restore restores; delete with Orphan leaves ours; both release the finalizer.
@@ -282,11 +290,14 @@ func TestOneOwnerPerNumber(t *testing.T) {
 	g.Consistently(func() int { return len(twilioRequests("UpdateNumber", tw.SID)) }, "1s", tick).Should(Equal(1))
 	g.Expect(twilioNumber(g, tw.SID).VoiceURL).To(Equal(testVoiceURL))
 
-	// When the owner goes (restoring), the next object takes over and acts on its own spec.
+	// When the owner goes (restoring), the next object takes over and acts
+	// on its own spec, from a fresh read of Twilio: it never reports the
+	// number as still ours (OriginalUnknown) from the old owner's state.
 	deleteNumber(t, ns1, "first")
 	waitGone(t, ns1, "first")
 	waitReady(t, ns2, "second", metav1.ConditionTrue, twiliov1.ReasonRoutingDisabled)
 	g.Expect(twilioNumber(g, tw.SID).VoiceURL).To(Equal(originalURL))
+	g.Expect(eventReasons(g, ns2, "second")).NotTo(ContainElement(twiliov1.ReasonOriginalUnknown))
 }
 
 // (i) An out-of-band change is reported and re-applied; the saved original is unchanged.
