@@ -80,6 +80,13 @@ bench: envtest ## Run the benchmarks: operator convergence, webhook answers, med
 	go run ./hack/bench/webhook
 	go run ./hack/bench/bridge -calls 100
 
+DURABILITY_NUMBERS ?= 500
+DURABILITY_SEEDS ?= 1,2,3,4
+.PHONY: bench-durability
+bench-durability: envtest ## The durability fault test at a larger size (DURABILITY_NUMBERS per seed, DURABILITY_SEEDS); make test runs 200 × 2.
+	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) DURABILITY_NUMBERS=$(DURABILITY_NUMBERS) DURABILITY_SEEDS=$(DURABILITY_SEEDS) \
+		go test -count=1 -timeout 60m -run TestNoOriginalLostUnderFaults -v ./test/durability/ 2>&1 | grep -E '^(\s+durability_test.go|---|ok|FAIL|PASS)'
+
 .PHONY: demo
 demo: envtest ## Run the whole system locally (control plane, emulator, both binaries, a simulated call). DEMO_ARGS=--stay keeps it up.
 	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) KUBECTL=$(ENVTEST_ASSETS)/kubectl go run ./hack/demo --bin=$(BIN) $(DEMO_ARGS)
