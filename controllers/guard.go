@@ -42,8 +42,9 @@ type guardPlan struct {
 	addFinalizer bool
 	// status writes status.savedRouting/previousVoiceURL from this routing.
 	status *twiliov1.SavedRouting
-	// unreadable is set when the annotation cannot be decoded and status
-	// holds no copy to rebuild it from.
+	// unreadable is set when the annotation cannot be decoded or was not
+	// written by this operator, and status holds no copy to rebuild it from:
+	// it proves nothing and is ignored.
 	unreadable error
 }
 
@@ -57,9 +58,9 @@ func (p guardPlan) empty() bool {
 // holds what was saved before any Twilio write. When only status holds the
 // original (a crash of an older version between its writes, a backup that
 // dropped annotations), the annotation is rebuilt from status.
-func planGuard(obj *twiliov1.TwilioPhoneNumber) guardPlan {
+func planGuard(key []byte, obj *twiliov1.TwilioPhoneNumber) guardPlan {
 	var p guardPlan
-	annotated, err := savedFromAnnotation(obj.Annotations)
+	annotated, err := savedFromAnnotation(key, obj)
 	status := obj.Status.SavedRouting
 	switch {
 	case err != nil && status != nil:
@@ -86,8 +87,8 @@ func samePrevious(prev *string, url string) bool {
 
 // guardOf returns the original a complete guard on obj holds, or nil when
 // the annotation is missing or unreadable or the finalizer is missing.
-func guardOf(obj *twiliov1.TwilioPhoneNumber) *twiliov1.SavedRouting {
-	saved, err := savedFromAnnotation(obj.Annotations)
+func guardOf(key []byte, obj *twiliov1.TwilioPhoneNumber) *twiliov1.SavedRouting {
+	saved, err := savedFromAnnotation(key, obj)
 	if err != nil || saved == nil || !controllerutil.ContainsFinalizer(obj, Finalizer) {
 		return nil
 	}
@@ -117,7 +118,10 @@ func (r *TwilioPhoneNumberReconciler) readFresh(ctx context.Context, s *numberSc
 // repairGuard makes a partial guard whole, from the API server's copy. A
 // guard that is whole in the cached copy needs no read.
 func (r *TwilioPhoneNumberReconciler) repairGuard(ctx context.Context, s *numberScope) error {
-	if planGuard(s.obj).empty() && planGuard(s.obj).unreadable == nil {
+	if p := planGuard(r.GuardKey, s.obj); p.empty() {
+		if p.unreadable != nil {
+			log.FromContext(ctx).V(1).Info("Ignoring a saved-routing annotation this operator did not write", "reason", p.unreadable.Error())
+		}
 		return nil
 	}
 	if !s.fresh {
@@ -125,10 +129,9 @@ func (r *TwilioPhoneNumberReconciler) repairGuard(ctx context.Context, s *number
 			return err
 		}
 	}
-	p := planGuard(s.obj)
+	p := planGuard(r.GuardKey, s.obj)
 	obj := s.obj
-	if p.unreadable != nil {
-		log.FromContext(ctx).Error(p.unreadable, "Saved-routing annotation is unreadable and status holds no copy; leaving it as it is")
+	if p.empty() {
 		return nil
 	}
 	if !obj.DeletionTimestamp.IsZero() && !controllerutil.ContainsFinalizer(obj, Finalizer) {
@@ -142,7 +145,7 @@ func (r *TwilioPhoneNumberReconciler) repairGuard(ctx context.Context, s *number
 		r.event(obj, corev1.EventTypeWarning, "GuardRestored", "Reconcile",
 			"The saved-routing annotation or finalizer was missing; rebuilt them from status (%s)", describeSaved(*p.annotate))
 	case p.addFinalizer:
-		saved, _ := savedFromAnnotation(obj.Annotations)
+		saved, _ := savedFromAnnotation(r.GuardKey, obj)
 		if err := r.patchGuard(ctx, s, saved); err != nil {
 			return fmt.Errorf("add finalizer: %w", err)
 		}
@@ -167,7 +170,7 @@ func (r *TwilioPhoneNumberReconciler) confirmGuard(ctx context.Context, s *numbe
 	if err := r.repairGuard(ctx, s); err != nil {
 		return nil, err
 	}
-	return guardOf(s.obj), nil
+	return guardOf(r.GuardKey, s.obj), nil
 }
 
 // saveOriginal persists orig as the number's original routing: annotation
@@ -210,7 +213,7 @@ func (r *TwilioPhoneNumberReconciler) patchGuard(ctx context.Context, s *numberS
 		if m.Annotations == nil {
 			m.Annotations = map[string]string{}
 		}
-		m.Annotations[twiliov1.AnnotationSavedRouting] = savedAnnotation(*saved)
+		m.Annotations[twiliov1.AnnotationSavedRouting] = savedAnnotation(r.GuardKey, s.obj, *saved)
 		controllerutil.AddFinalizer(m, Finalizer)
 	}
 	if equality.Semantic.DeepEqual(base.ObjectMeta, m.ObjectMeta) {

@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"strings"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -39,12 +40,14 @@ func TestPlanGuardRepairsEveryPartialState(t *testing.T) {
 		{name: "copies differ: the annotation counts", in: state{annotation: &orig, status: &other, finalizer: true}, status: &orig},
 		{name: "unreadable annotation, status holds it", in: state{raw: "{not json", status: &orig, finalizer: true}, annotate: &orig},
 		{name: "unreadable annotation, nothing else", in: state{raw: "{not json", finalizer: true}, unreadable: true},
+		{name: "forged annotation (unsigned), nothing else", in: state{raw: `{"voiceUrl":"https://attacker.example.com"}`}, unreadable: true},
+		{name: "forged annotation, status holds the original", in: state{raw: `{"routing":{"voiceUrl":"https://attacker.example.com"},"mac":"AAAA"}`, status: &orig, finalizer: true}, annotate: &orig},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			obj := &twiliov1.TwilioPhoneNumber{ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{}}}
+			obj := newGuarded()
 			switch {
 			case tc.in.annotation != nil:
-				obj.Annotations[twiliov1.AnnotationSavedRouting] = savedAnnotation(*tc.in.annotation)
+				obj.Annotations[twiliov1.AnnotationSavedRouting] = savedAnnotation(testKey, obj, *tc.in.annotation)
 			case tc.in.raw != "":
 				obj.Annotations[twiliov1.AnnotationSavedRouting] = tc.in.raw
 			}
@@ -55,7 +58,7 @@ func TestPlanGuardRepairsEveryPartialState(t *testing.T) {
 			if tc.in.finalizer {
 				obj.Finalizers = []string{Finalizer}
 			}
-			p := planGuard(obj)
+			p := planGuard(testKey, obj)
 			if !equalSaved(p.annotate, tc.annotate) {
 				t.Errorf("annotate = %+v, want %+v", p.annotate, tc.annotate)
 			}
@@ -71,7 +74,7 @@ func TestPlanGuardRepairsEveryPartialState(t *testing.T) {
 			// Applying the plan leaves a whole guard that needs nothing more.
 			if p.unreadable == nil {
 				if p.annotate != nil {
-					obj.Annotations[twiliov1.AnnotationSavedRouting] = savedAnnotation(*p.annotate)
+					obj.Annotations[twiliov1.AnnotationSavedRouting] = savedAnnotation(testKey, obj, *p.annotate)
 					obj.Finalizers = []string{Finalizer}
 				}
 				if p.addFinalizer {
@@ -80,7 +83,7 @@ func TestPlanGuardRepairsEveryPartialState(t *testing.T) {
 				if p.status != nil {
 					obj.Status.SavedRouting, obj.Status.PreviousVoiceURL = p.status, ptr(p.status.VoiceURL)
 				}
-				if again := planGuard(obj); !again.empty() {
+				if again := planGuard(testKey, obj); !again.empty() {
 					t.Errorf("after repair the plan is still %+v", again)
 				}
 			}
@@ -91,34 +94,51 @@ func TestPlanGuardRepairsEveryPartialState(t *testing.T) {
 // previousVoiceURL out of step with savedRouting is rewritten too.
 func TestPlanGuardFixesPreviousVoiceURL(t *testing.T) {
 	orig := twiliov1.SavedRouting{VoiceURL: "https://old.example.com/voice"}
-	obj := &twiliov1.TwilioPhoneNumber{ObjectMeta: metav1.ObjectMeta{
-		Annotations: map[string]string{twiliov1.AnnotationSavedRouting: savedAnnotation(orig)},
-		Finalizers:  []string{Finalizer},
-	}}
+	obj := newGuarded()
+	obj.Annotations[twiliov1.AnnotationSavedRouting] = savedAnnotation(testKey, obj, orig)
+	obj.Finalizers = []string{Finalizer}
 	obj.Status.SavedRouting = &orig
-	if p := planGuard(obj); p.status == nil {
+	if p := planGuard(testKey, obj); p.status == nil {
 		t.Error("previousVoiceURL absent while savedRouting is set: status must be rewritten")
 	}
 }
 
-func TestGuardOfNeedsAnnotationAndFinalizer(t *testing.T) {
+func TestGuardOfNeedsASignedAnnotationAndFinalizer(t *testing.T) {
 	orig := twiliov1.SavedRouting{VoiceURL: "https://old.example.com/voice"}
-	annotated := map[string]string{twiliov1.AnnotationSavedRouting: savedAnnotation(orig)}
+	signed := savedAnnotation(testKey, newGuarded(), orig)
+	otherObject := newGuarded()
+	otherObject.Name = "someone-else"
 	for _, tc := range []struct {
-		name        string
-		annotations map[string]string
-		finalizers  []string
-		want        bool
+		name       string
+		annotation string
+		finalizers []string
+		want       bool
 	}{
-		{"whole", annotated, []string{Finalizer}, true},
-		{"no finalizer", annotated, nil, false},
-		{"no annotation", nil, []string{Finalizer}, false},
-		{"unreadable", map[string]string{twiliov1.AnnotationSavedRouting: "x"}, []string{Finalizer}, false},
+		{"whole", signed, []string{Finalizer}, true},
+		{"no finalizer", signed, nil, false},
+		{"no annotation", "", []string{Finalizer}, false},
+		{"unreadable", "x", []string{Finalizer}, false},
+		{"signed under another key", savedAnnotation([]byte("another-key-another-key-another-k"), newGuarded(), orig), []string{Finalizer}, false},
+		{"copied from another object", savedAnnotation(testKey, otherObject, orig), []string{Finalizer}, false},
+		{"routing edited after signing", strings.Replace(signed, "old.example.com", "attacker.example.com", 1), []string{Finalizer}, false},
 	} {
-		obj := &twiliov1.TwilioPhoneNumber{ObjectMeta: metav1.ObjectMeta{Annotations: tc.annotations, Finalizers: tc.finalizers}}
-		if got := guardOf(obj) != nil; got != tc.want {
+		obj := newGuarded()
+		if tc.annotation != "" {
+			obj.Annotations[twiliov1.AnnotationSavedRouting] = tc.annotation
+		}
+		obj.Finalizers = tc.finalizers
+		if got := guardOf(testKey, obj) != nil; got != tc.want {
 			t.Errorf("%s: guard = %v, want %v", tc.name, got, tc.want)
 		}
+	}
+}
+
+var testKey = []byte("0123456789abcdef0123456789abcdef")
+
+func newGuarded() *twiliov1.TwilioPhoneNumber {
+	return &twiliov1.TwilioPhoneNumber{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "tenant-b", Name: "support", Annotations: map[string]string{}},
+		Spec:       twiliov1.TwilioPhoneNumberSpec{PhoneNumber: "+14155550100"},
 	}
 }
 

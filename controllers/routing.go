@@ -1,7 +1,11 @@
 package controllers
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -120,20 +124,55 @@ func describeSaved(s twiliov1.SavedRouting) string {
 	return describe(twilio.Routing{VoiceURL: s.VoiceURL, VoiceApplicationSID: s.VoiceApplicationSID, TrunkSID: s.TrunkSID})
 }
 
-// savedFromAnnotation decodes the annotation copy of the saved routing.
-func savedFromAnnotation(annotations map[string]string) (*twiliov1.SavedRouting, error) {
-	raw, ok := annotations[twiliov1.AnnotationSavedRouting]
+// signedRouting is the saved-routing annotation: the routing and an HMAC
+// that binds it to its object (namespace, name, phone number) under the
+// operator's guard key. Anyone may write annotations; only one carrying a
+// valid MAC is the operator's own.
+type signedRouting struct {
+	Routing json.RawMessage `json:"routing"`
+	MAC     string          `json:"mac"`
+}
+
+// errUntrusted says an annotation was not written by this operator (or was
+// written under another guard key).
+var errUntrusted = errors.New("not written by this operator: its signature does not verify")
+
+// savedFromAnnotation decodes and verifies the annotation copy of the saved
+// routing. It returns nil, nil when there is none, and an error when it is
+// unreadable or its MAC does not verify.
+func savedFromAnnotation(key []byte, obj *twiliov1.TwilioPhoneNumber) (*twiliov1.SavedRouting, error) {
+	raw, ok := obj.Annotations[twiliov1.AnnotationSavedRouting]
 	if !ok {
 		return nil, nil
 	}
+	var sr signedRouting
+	if err := json.Unmarshal([]byte(raw), &sr); err != nil || len(sr.Routing) == 0 {
+		return nil, fmt.Errorf("annotation %s: %w", twiliov1.AnnotationSavedRouting, errUntrusted)
+	}
+	got, err := base64.StdEncoding.DecodeString(sr.MAC)
+	if err != nil || !hmac.Equal(got, guardMAC(key, obj, sr.Routing)) {
+		return nil, fmt.Errorf("annotation %s: %w", twiliov1.AnnotationSavedRouting, errUntrusted)
+	}
 	var s twiliov1.SavedRouting
-	if err := json.Unmarshal([]byte(raw), &s); err != nil {
+	if err := json.Unmarshal(sr.Routing, &s); err != nil {
 		return nil, fmt.Errorf("decode annotation %s: %w", twiliov1.AnnotationSavedRouting, err)
 	}
 	return &s, nil
 }
 
-func savedAnnotation(s twiliov1.SavedRouting) string {
-	b, _ := json.Marshal(s) // a struct of strings always marshals
+// savedAnnotation is the signed annotation value for obj's saved routing.
+func savedAnnotation(key []byte, obj *twiliov1.TwilioPhoneNumber, s twiliov1.SavedRouting) string {
+	routing, _ := json.Marshal(s) // a struct of strings always marshals
+	b, _ := json.Marshal(signedRouting{Routing: routing, MAC: base64.StdEncoding.EncodeToString(guardMAC(key, obj, routing))})
 	return string(b)
+}
+
+func guardMAC(key []byte, obj *twiliov1.TwilioPhoneNumber, routing []byte) []byte {
+	m := hmac.New(sha256.New, key)
+	for _, part := range []string{"twilio.loquent.io/saved-routing/v1", obj.Namespace, obj.Name, obj.Spec.PhoneNumber} {
+		m.Write([]byte(part))
+		m.Write([]byte{0})
+	}
+	m.Write(routing)
+	return m.Sum(nil)
 }

@@ -116,14 +116,17 @@ func show(p *string) string {
 
 func TestSavedAnnotationRoundTrip(t *testing.T) {
 	in := twiliov1.SavedRouting{VoiceURL: "", VoiceApplicationSID: "AP1", StatusCallback: "https://s"}
-	out, err := savedFromAnnotation(map[string]string{twiliov1.AnnotationSavedRouting: savedAnnotation(in)})
+	obj := newGuarded()
+	obj.Annotations[twiliov1.AnnotationSavedRouting] = savedAnnotation(testKey, obj, in)
+	out, err := savedFromAnnotation(testKey, obj)
 	if err != nil || out == nil || *out != in {
 		t.Fatalf("round trip %+v %v", out, err)
 	}
-	if out, err := savedFromAnnotation(nil); out != nil || err != nil {
+	if out, err := savedFromAnnotation(testKey, newGuarded()); out != nil || err != nil {
 		t.Errorf("absent annotation: %v %v", out, err)
 	}
-	if _, err := savedFromAnnotation(map[string]string{twiliov1.AnnotationSavedRouting: "{"}); err == nil {
+	obj.Annotations[twiliov1.AnnotationSavedRouting] = "{"
+	if _, err := savedFromAnnotation(testKey, obj); err == nil {
 		t.Error("garbage annotation decoded")
 	}
 }

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"net/http"
 	"time"
@@ -31,6 +32,8 @@ const (
 	IndexAccountRef = "spec.accountRef.name"
 	// IndexSecretRef indexes TwilioAccounts by spec.credentialsSecretRef.name.
 	IndexSecretRef = "spec.credentialsSecretRef.name"
+	// IndexAccountSID indexes TwilioAccounts by spec.accountSid (all namespaces).
+	IndexAccountSID = "spec.accountSid"
 )
 
 // SetupIndexes registers the field indexes both reconcilers use.
@@ -46,6 +49,11 @@ func SetupIndexes(ctx context.Context, mgr ctrl.Manager) error {
 	}); err != nil {
 		return err
 	}
+	if err := idx.IndexField(ctx, &twiliov1.TwilioAccount{}, IndexAccountSID, func(o client.Object) []string {
+		return []string{o.(*twiliov1.TwilioAccount).Spec.AccountSID}
+	}); err != nil {
+		return err
+	}
 	return idx.IndexField(ctx, &twiliov1.TwilioAccount{}, IndexSecretRef, func(o client.Object) []string {
 		return []string{o.(*twiliov1.TwilioAccount).Spec.CredentialsSecretRef.Name}
 	})
@@ -55,9 +63,11 @@ func SetupIndexes(ctx context.Context, mgr ctrl.Manager) error {
 func (r *TwilioPhoneNumberReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&twiliov1.TwilioPhoneNumber{}, builder.WithPredicates(notStatusOnly())).
-		// When an owner goes, the next-oldest object for the same number takes over.
+		// When an owner goes, the next-oldest object for the same number takes
+		// over; when a claim appears, the others re-check who owns it, so a
+		// loser is told at once.
 		Watches(&twiliov1.TwilioPhoneNumber{}, handler.EnqueueRequestsFromMapFunc(r.sameNumber),
-			deleteOnly()).
+			createOrDeleting()).
 		// A number waits for its account to become Ready.
 		Watches(&twiliov1.TwilioAccount{}, handler.EnqueueRequestsFromMapFunc(r.numbersOfAccount),
 			readyChanged()).
@@ -96,7 +106,12 @@ func requestsFor(items []twiliov1.TwilioPhoneNumber, skip types.UID) []reconcile
 func (r *TwilioAccountReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&twiliov1.TwilioAccount{}).
-		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.accountsOfSecret)).
+		// Metadata only: the manager caches no Secret's data (Connector
+		// reads a referenced Secret's data when its resourceVersion changes).
+		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.accountsOfSecret)).
+		// When an account using the same SID goes or changes its Ready, the
+		// others re-check who owns the SID.
+		Watches(&twiliov1.TwilioAccount{}, handler.EnqueueRequestsFromMapFunc(r.sameSID), readyChanged()).
 		// Keep the managed-number count current.
 		Watches(&twiliov1.TwilioPhoneNumber{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
 			n := o.(*twiliov1.TwilioPhoneNumber)
@@ -105,6 +120,20 @@ func (r *TwilioAccountReconciler) SetupWithManager(mgr ctrl.Manager, opts contro
 		WithOptions(opts).
 		Named("twilioaccount").
 		Complete(r)
+}
+
+func (r *TwilioAccountReconciler) sameSID(ctx context.Context, o client.Object) []reconcile.Request {
+	var list twiliov1.TwilioAccountList
+	if err := r.List(ctx, &list, client.MatchingFields{IndexAccountSID: o.(*twiliov1.TwilioAccount).Spec.AccountSID}); err != nil {
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for i := range list.Items {
+		if list.Items[i].UID != o.GetUID() {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+		}
+	}
+	return reqs
 }
 
 func (r *TwilioAccountReconciler) accountsOfSecret(ctx context.Context, o client.Object) []reconcile.Request {
@@ -141,9 +170,9 @@ func notStatusOnly() predicate.Predicate {
 	)
 }
 
-func deleteOnly() builder.Predicates {
+func createOrDeleting() builder.Predicates {
 	return builder.WithPredicates(predicate.Funcs{
-		CreateFunc: func(event.CreateEvent) bool { return false },
+		CreateFunc: func(event.CreateEvent) bool { return true },
 		UpdateFunc: func(e event.UpdateEvent) bool {
 			return e.ObjectOld.GetDeletionTimestamp() == nil && e.ObjectNew.GetDeletionTimestamp() != nil
 		},
@@ -193,6 +222,20 @@ type Options struct {
 	Transport http.RoundTripper
 	// Controller holds further controller options (rate limiter, …).
 	Controller controller.Options
+	// AllowedAPIURLs are the spec.apiURL origins accepted besides Twilio's
+	// own API hosts (an emulator, an egress proxy).
+	AllowedAPIURLs []string
+	// SharedSIDNamespaces may hold TwilioAccounts with the same account SID
+	// (names or path.Match patterns).
+	SharedSIDNamespaces []string
+	// WebhookCredentialsSecret, when set, is the Secret the manager keeps
+	// the verified accounts' auth tokens in for the webhook server.
+	WebhookCredentialsSecret types.NamespacedName
+	// GuardKey signs the saved-routing annotation, so that one a user wrote
+	// is never taken for the operator's own (at least 32 bytes). Empty means
+	// a random key for this process only (tests, benchmarks); production
+	// passes a persistent one (cmd/manager keeps it in a Secret).
+	GuardKey []byte
 }
 
 // Setup registers the field indexes and both controllers with mgr.
@@ -200,7 +243,26 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 	if err := SetupIndexes(ctx, mgr); err != nil {
 		return fmt.Errorf("register field indexes: %w", err)
 	}
-	conn := &Connector{Reader: mgr.GetClient(), Transport: o.Transport, DefaultMaxConcurrent: o.MaxConcurrentTwilioRequests}
+	switch {
+	case len(o.GuardKey) == 0:
+		// Tests and benchmarks: a key for this process only. Annotations
+		// signed by an earlier process are then rebuilt from status.
+		o.GuardKey = make([]byte, 32)
+		_, _ = rand.Read(o.GuardKey)
+	case len(o.GuardKey) < 32:
+		return fmt.Errorf("the guard key must have at least 32 bytes, got %d", len(o.GuardKey))
+	}
+	conn := &Connector{Reader: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Transport: o.Transport,
+		DefaultMaxConcurrent: o.MaxConcurrentTwilioRequests, AllowedAPIURLs: o.AllowedAPIURLs}
+	shared := sharedNamespaces(o.SharedSIDNamespaces)
+	var publisher *credentialsPublisher
+	if o.WebhookCredentialsSecret.Name != "" {
+		publisher = &credentialsPublisher{client: mgr.GetClient(), apiReader: mgr.GetAPIReader(), connector: conn,
+			secret: o.WebhookCredentialsSecret, shared: shared, trigger: make(chan struct{}, 1), resync: time.Minute}
+		if err := mgr.Add(publisher); err != nil {
+			return fmt.Errorf("add credentials publisher: %w", err)
+		}
+	}
 	numberOpts := o.Controller
 	numberOpts.MaxConcurrentReconciles = o.ConcurrentReconciles
 	if err := (&TwilioPhoneNumberReconciler{
@@ -210,6 +272,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		Connector:    conn,
 		VoiceURL:     o.VoiceURL,
 		PollInterval: o.PollInterval,
+		GuardKey:     o.GuardKey,
 	}).SetupWithManager(mgr, numberOpts); err != nil {
 		return fmt.Errorf("set up TwilioPhoneNumber controller: %w", err)
 	}
@@ -220,6 +283,8 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		Recorder:     mgr.GetEventRecorder("twilio-voice-operator"),
 		Connector:    conn,
 		PollInterval: o.PollInterval,
+		Shared:       shared,
+		Publisher:    publisher,
 	}).SetupWithManager(mgr, acctOpts); err != nil {
 		return fmt.Errorf("set up TwilioAccount controller: %w", err)
 	}

@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -36,6 +37,9 @@ const (
 	testVoiceURL   = testPublicURL + VoicePath
 	testPoll       = 2 * time.Second
 )
+
+// credentialsSecret is where the manager publishes verified accounts' tokens.
+var credentialsSecret = types.NamespacedName{Namespace: "default", Name: "webhook-credentials"}
 
 var (
 	k8s      client.Client // direct (uncached) client for assertions
@@ -114,7 +118,11 @@ func startManager(ctx context.Context, cfg *rest.Config) error {
 	if err != nil {
 		return err
 	}
-	if err := Setup(ctx, mgr, Options{VoiceURL: testVoiceURL, PollInterval: testPoll, ConcurrentReconciles: 8}); err != nil {
+	if err := Setup(ctx, mgr, Options{VoiceURL: testVoiceURL, PollInterval: testPoll, ConcurrentReconciles: 8,
+		AllowedAPIURLs: []string{simURL}, WebhookCredentialsSecret: credentialsSecret,
+		// Most tests share one emulated account across their namespaces
+		// (t-…); the tenancy tests use other namespaces, where it is refused.
+		SharedSIDNamespaces: []string{"t-*"}}); err != nil {
 		return err
 	}
 	go func() {

@@ -25,6 +25,11 @@ type TwilioAccountReconciler struct {
 	client.Client
 	Recorder  events.EventRecorder
 	Connector *Connector
+	// Shared lists namespaces whose accounts may use the same account SID.
+	Shared sharedNamespaces
+	// Publisher, when set, is told after each reconcile so that the webhook
+	// server's credentials follow what was verified.
+	Publisher *credentialsPublisher
 	// PollInterval is how often credentials and counts are re-checked (with jitter).
 	PollInterval time.Duration
 }
@@ -43,6 +48,9 @@ func (r *TwilioAccountReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	}
 	base := acct.DeepCopy()
 	res, err := r.reconcileAccount(ctx, acct)
+	if r.Publisher != nil {
+		defer r.Publisher.Trigger()
+	}
 	acct.Status.ObservedGeneration = acct.Generation
 	if !equality.Semantic.DeepEqual(base.Status, acct.Status) {
 		if perr := r.Status().Patch(ctx, acct, client.MergeFrom(base)); perr != nil && !apierrors.IsNotFound(perr) {
@@ -60,7 +68,7 @@ func (r *TwilioAccountReconciler) reconcileAccount(ctx context.Context, acct *tw
 	acct.Status.NumbersManaged = int32(len(managed.Items))
 
 	conn, err := r.Connector.Connect(ctx, acct)
-	if se, ok := asSecretError(err); ok {
+	if se, ok := asConfigError(err); ok {
 		r.setReady(acct, metav1.ConditionFalse, se.Reason, se.Message)
 		return ctrl.Result{}, nil // the Secret watch brings us back
 	}
@@ -91,6 +99,16 @@ func (r *TwilioAccountReconciler) reconcileAccount(ctx context.Context, acct *tw
 	switch {
 	case err == nil:
 		acct.Status.FriendlyName, acct.Status.Type, acct.Status.AccountStatus = info.FriendlyName, info.Type, info.Status
+		owner, oerr := r.olderSIDOwner(ctx, acct)
+		if oerr != nil {
+			return ctrl.Result{}, oerr
+		}
+		if owner != nil {
+			r.setReady(acct, metav1.ConditionFalse, twiliov1.ReasonConflict,
+				fmt.Sprintf("TwilioAccount %s/%s already uses account SID %s; webhooks for it are checked with that account's credentials only. Use that TwilioAccount, or ask the cluster operator to let these namespaces share the SID (--account-sid-sharing-namespaces)",
+					owner.Namespace, owner.Name, acct.Spec.AccountSID))
+			break
+		}
 		r.setReady(acct, metav1.ConditionTrue, twiliov1.ReasonVerified,
 			fmt.Sprintf("Twilio accepted the credentials for %s (status %s)", acct.Spec.AccountSID, info.Status))
 	case twilio.IsAuth(err):
@@ -105,6 +123,24 @@ func (r *TwilioAccountReconciler) reconcileAccount(ctx context.Context, acct *tw
 		return ctrl.Result{}, err // keep Ready as it was; retry with backoff
 	}
 	return ctrl.Result{RequeueAfter: r.jittered()}, nil
+}
+
+// olderSIDOwner returns the verified TwilioAccount that uses acct's account
+// SID ahead of it (outside the namespaces allowed to share), or nil. Only one
+// of them vouches for the SID's webhooks: a tenant cannot claim another's
+// account by naming its SID, even with valid credentials.
+func (r *TwilioAccountReconciler) olderSIDOwner(ctx context.Context, acct *twiliov1.TwilioAccount) (*twiliov1.TwilioAccount, error) {
+	var same twiliov1.TwilioAccountList
+	if err := r.List(ctx, &same, client.MatchingFields{IndexAccountSID: acct.Spec.AccountSID}); err != nil {
+		return nil, fmt.Errorf("list TwilioAccounts for %s: %w", acct.Spec.AccountSID, err)
+	}
+	var rivals []*twiliov1.TwilioAccount
+	for i := range same.Items {
+		if a := &same.Items[i]; a.DeletionTimestamp.IsZero() && accountVerified(a) {
+			rivals = append(rivals, a)
+		}
+	}
+	return olderSIDOwner(acct, rivals, r.Shared), nil
 }
 
 func (r *TwilioAccountReconciler) jittered() time.Duration {

@@ -41,6 +41,8 @@ type TwilioPhoneNumberReconciler struct {
 	VoiceURL string
 	// PollInterval is how often Twilio is re-read for drift (with jitter).
 	PollInterval time.Duration
+	// GuardKey signs the saved-routing annotation (see savedAnnotation).
+	GuardKey []byte
 
 	rejected rejections
 }
@@ -165,14 +167,16 @@ func (r *TwilioPhoneNumberReconciler) reconcileDelete(ctx context.Context, s *nu
 			"The number is no longer in the Twilio account; its saved original routing (%s) was not restored", describeSaved(*saved))
 		return ctrl.Result{}, r.removeFinalizer(ctx, s)
 	}
-	if res, err := r.ensureRestored(ctx, s); err != nil || guardOf(obj) != nil || obj.Status.SavedRouting != nil {
+	if res, err := r.ensureRestored(ctx, s); err != nil || guardOf(r.GuardKey, obj) != nil || obj.Status.SavedRouting != nil {
 		return res, err
 	}
 	return ctrl.Result{}, r.removeFinalizer(ctx, s)
 }
 
 // olderOwner returns the TwilioPhoneNumber that owns the same number ahead of
-// obj, or nil when obj owns it (order: twiliov1.OwnsBefore).
+// obj, or nil when obj owns it (order: twiliov1.OwnsBefore). A rival's claim
+// counts only on facts the operator established, never on anything a user can
+// write: see claimCounts.
 func (r *TwilioPhoneNumberReconciler) olderOwner(ctx context.Context, obj *twiliov1.TwilioPhoneNumber) (*twiliov1.TwilioPhoneNumber, error) {
 	var list twiliov1.TwilioPhoneNumberList
 	if err := r.List(ctx, &list, client.MatchingFields{IndexPhoneNumber: obj.Spec.PhoneNumber}); err != nil {
@@ -180,11 +184,39 @@ func (r *TwilioPhoneNumberReconciler) olderOwner(ctx context.Context, obj *twili
 	}
 	for i := range list.Items {
 		other := &list.Items[i]
-		if other.UID != obj.UID && twiliov1.OwnsBefore(other, obj) {
+		if other.UID == obj.UID || !twiliov1.OwnsBefore(other, obj) {
+			continue
+		}
+		counts, err := r.claimCounts(ctx, other)
+		if err != nil {
+			return nil, err
+		}
+		if counts {
 			return other, nil
 		}
 	}
 	return nil, nil
+}
+
+// claimCounts reports whether another object's claim on its number counts:
+// its TwilioAccount is verified by the operator (and owns its account SID),
+// and the number is in that Twilio account.
+func (r *TwilioPhoneNumberReconciler) claimCounts(ctx context.Context, other *twiliov1.TwilioPhoneNumber) (bool, error) {
+	var acct twiliov1.TwilioAccount
+	if err := r.Get(ctx, client.ObjectKey{Namespace: other.Namespace, Name: other.Spec.AccountRef.Name}, &acct); err != nil {
+		return false, client.IgnoreNotFound(err)
+	}
+	if !accountVerified(&acct) {
+		return false, nil
+	}
+	if inv := r.Connector.InventoryOf(acct.Spec.AccountSID); inv != nil {
+		if _, found, err := inv.Lookup(ctx, other.Spec.PhoneNumber, r.PollInterval); err == nil {
+			return found, nil
+		}
+	}
+	// Not connected to that account yet: the operator's own record that it
+	// found the number there.
+	return other.Status.PhoneNumberSID != "", nil
 }
 
 func (r *TwilioPhoneNumberReconciler) markConflict(obj, owner *twiliov1.TwilioPhoneNumber) {
@@ -217,7 +249,7 @@ func (r *TwilioPhoneNumberReconciler) connect(ctx context.Context, s *numberScop
 	}
 	conn, err := r.Connector.Connect(ctx, &acct)
 	if err != nil {
-		if se, isSecret := asSecretError(err); isSecret {
+		if se, isSecret := asConfigError(err); isSecret {
 			return notReady(se.Message)
 		}
 		return false, err

@@ -51,6 +51,9 @@ const (
 	ReasonSecretNotFound = "SecretNotFound"
 	// ReasonSecretInvalid: the credentials Secret lacks a required key or has an unusable value.
 	ReasonSecretInvalid = "SecretInvalid"
+	// ReasonAPIURLNotAllowed: spec.apiURL is neither Twilio's API nor allowed
+	// by the manager's --allowed-api-urls; no credentials are sent there.
+	ReasonAPIURLNotAllowed = "APIURLNotAllowed"
 )
 
 // Annotations written by the operator.

@@ -179,11 +179,12 @@ func (n *TwilioPhoneNumber) RoutingEnabled() bool {
 	return n.Spec.VoiceRouting != VoiceRoutingDisabled
 }
 
-// HoldsOriginal reports whether the object saved its number's original routing
-// (in status or in the annotation copy), i.e. it has taken the number over.
+// HoldsOriginal reports whether the operator saved the number's original
+// routing on this object, i.e. it has taken the number over. Only status
+// counts: users cannot write it, while anyone who may edit the object can
+// write annotations.
 func (n *TwilioPhoneNumber) HoldsOriginal() bool {
-	_, annotated := n.Annotations[AnnotationSavedRouting]
-	return n.Status.SavedRouting != nil || annotated
+	return n.Status.SavedRouting != nil
 }
 
 // OwnsBefore orders TwilioPhoneNumbers that claim the same number; the first

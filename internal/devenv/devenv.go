@@ -158,7 +158,9 @@ func Start(ctx context.Context, o Options) (env *Env, err error) {
 		"--public-url="+env.PublicURL, "--allow-http-public-url",
 		"--listen-address="+webhookAddr, "--metrics-bind-address="+ports[4],
 		"--health-probe-bind-address="+whProbe, "--stream-token-key-file="+keyFile,
-		"--shutdown-grace-period=2s"); err != nil {
+		"--shutdown-grace-period=2s",
+		// The sample agent listens on 127.0.0.1; a cluster's agents never do.
+		"--allow-loopback-agents"); err != nil {
 		return env, err
 	}
 	for _, probe := range []struct{ name, url string }{

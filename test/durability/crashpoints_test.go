@@ -66,7 +66,7 @@ func crashPointScenario(t *testing.T, k int64) (crashed bool) {
 	})).To(Succeed())
 	sup := &supervisor{
 		cfg: restCfg, lag: 200 * time.Millisecond, rng: rand.New(rand.NewPCG(uint64(k), 1)), crashAt: k,
-		opts: controllers.Options{VoiceURL: voiceURL, PollInterval: pollPeriod, ConcurrentReconciles: 2},
+		opts: controllers.Options{VoiceURL: voiceURL, PollInterval: pollPeriod, ConcurrentReconciles: 2, GuardKey: guardKey, AllowedAPIURLs: []string{simURL}},
 	}
 	g.Expect(sup.start(ctx)).To(Succeed())
 	defer func() {

@@ -47,6 +47,9 @@ const (
 	pollPeriod = 2 * time.Second
 )
 
+// guardKey is the operator's persistent key, the same for every incarnation.
+var guardKey = []byte("durability-guard-key-0123456789ab")
+
 var (
 	scheme  = runtime.NewScheme()
 	restCfg *rest.Config
@@ -162,7 +165,7 @@ func runScenario(t *testing.T, seed uint64, total int) {
 
 	sup := &supervisor{
 		cfg: restCfg, lag: watchLag, rng: rng, maxLife: 60,
-		opts: controllers.Options{VoiceURL: voiceURL, PollInterval: pollPeriod, ConcurrentReconciles: 8},
+		opts: controllers.Options{VoiceURL: voiceURL, PollInterval: pollPeriod, ConcurrentReconciles: 8, GuardKey: guardKey, AllowedAPIURLs: []string{simURL}},
 	}
 	g.Expect(sup.start(ctx)).To(Succeed())
 

@@ -1,0 +1,232 @@
+package controllers
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"path"
+	"slices"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	twiliov1 "github.com/loquent/twilio-voice-operator/api/v1alpha1"
+)
+
+// WebhookCredentialsKey is the key of the published credentials in the
+// webhook server's credentials Secret.
+const WebhookCredentialsKey = "accounts.json"
+
+// PublishedAccount is one TwilioAccount whose auth token the webhook server
+// may use to check signatures: the operator verified it against Twilio, and
+// it owns its account SID in the cluster.
+type PublishedAccount struct {
+	Namespace  string `json:"namespace"`
+	Name       string `json:"name"`
+	AccountSID string `json:"accountSid"`
+	AuthToken  string `json:"authToken"`
+}
+
+// PublishedAccounts is the content of WebhookCredentialsKey.
+type PublishedAccounts struct {
+	Accounts []PublishedAccount `json:"accounts"`
+}
+
+// ParsePublishedAccounts decodes the published credentials.
+func ParsePublishedAccounts(data []byte) (PublishedAccounts, error) {
+	var p PublishedAccounts
+	if len(data) == 0 {
+		return p, nil
+	}
+	if err := json.Unmarshal(data, &p); err != nil {
+		return p, fmt.Errorf("decode %s: %w", WebhookCredentialsKey, err)
+	}
+	return p, nil
+}
+
+// credentialsPublisher keeps the webhook server's credentials Secret equal to
+// the auth tokens of the verified TwilioAccounts that own their account SID.
+// The webhook server reads that one Secret, so it needs no read access to
+// tenants' Secrets and never trusts a token the operator did not verify.
+type credentialsPublisher struct {
+	client    client.Client
+	apiReader client.Reader
+	connector *Connector
+	secret    types.NamespacedName
+	shared    sharedNamespaces
+	trigger   chan struct{}
+	// resync republishes even without a trigger (a lost Secret is recreated).
+	resync time.Duration
+}
+
+// Trigger asks for a publish soon; bursts coalesce.
+func (p *credentialsPublisher) Trigger() {
+	select {
+	case p.trigger <- struct{}{}:
+	default:
+	}
+}
+
+// Start implements manager.Runnable: it publishes until ctx ends.
+func (p *credentialsPublisher) Start(ctx context.Context) error {
+	t := time.NewTicker(p.resync)
+	defer t.Stop()
+	for {
+		if err := p.publish(ctx); err != nil && ctx.Err() == nil {
+			log.FromContext(ctx).Error(err, "Publish webhook credentials", "secret", p.secret.String())
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-p.trigger:
+			// Let a burst of account reconciles settle into one write.
+			select {
+			case <-time.After(200 * time.Millisecond):
+			case <-ctx.Done():
+				return nil
+			}
+		case <-t.C:
+		}
+	}
+}
+
+// NeedLeaderElection implements manager.LeaderElectionRunnable.
+func (p *credentialsPublisher) NeedLeaderElection() bool { return true }
+
+func (p *credentialsPublisher) publish(ctx context.Context) error {
+	var accounts twiliov1.TwilioAccountList
+	if err := p.client.List(ctx, &accounts); err != nil {
+		return fmt.Errorf("list TwilioAccounts: %w", err)
+	}
+	current := &corev1.Secret{}
+	err := p.apiReader.Get(ctx, p.secret, current)
+	exists := err == nil
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("get Secret %s: %w", p.secret, err)
+	}
+	before, _ := ParsePublishedAccounts(current.Data[WebhookCredentialsKey])
+	previous := map[types.NamespacedName]PublishedAccount{}
+	for _, a := range before.Accounts {
+		previous[types.NamespacedName{Namespace: a.Namespace, Name: a.Name}] = a
+	}
+
+	var out PublishedAccounts
+	for _, acct := range sidOwners(accounts.Items, p.shared) {
+		key := types.NamespacedName{Namespace: acct.Namespace, Name: acct.Name}
+		token, ok := p.connector.VerifiedToken(key)
+		if !ok {
+			// Verified before this process started: keep what was published
+			// for it until this process has verified it again.
+			prev, had := previous[key]
+			if !had || prev.AccountSID != acct.Spec.AccountSID {
+				continue
+			}
+			token = prev.AuthToken
+		}
+		out.Accounts = append(out.Accounts, PublishedAccount{Namespace: acct.Namespace, Name: acct.Name, AccountSID: acct.Spec.AccountSID, AuthToken: token})
+	}
+	slices.SortFunc(out.Accounts, func(a, b PublishedAccount) int {
+		return cmp.Compare(a.Namespace+"/"+a.Name, b.Namespace+"/"+b.Name)
+	})
+	data, err := json.Marshal(out)
+	if err != nil {
+		return err
+	}
+	if exists && bytes.Equal(current.Data[WebhookCredentialsKey], data) {
+		return nil
+	}
+	if !exists {
+		s := &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: p.secret.Namespace, Name: p.secret.Name,
+				Labels: map[string]string{"app.kubernetes.io/managed-by": "twilio-voice-operator"}},
+			Data: map[string][]byte{WebhookCredentialsKey: data},
+		}
+		if err := p.client.Create(ctx, s); err != nil {
+			return fmt.Errorf("create Secret %s: %w", p.secret, err)
+		}
+	} else {
+		base := current.DeepCopy()
+		if current.Data == nil {
+			current.Data = map[string][]byte{}
+		}
+		current.Data[WebhookCredentialsKey] = data
+		if err := p.client.Patch(ctx, current, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
+			return fmt.Errorf("update Secret %s: %w", p.secret, err)
+		}
+	}
+	log.FromContext(ctx).Info("Published webhook credentials", "secret", p.secret.String(), "accounts", len(out.Accounts))
+	return nil
+}
+
+// sidOwners returns the accounts whose tokens the webhook server may use: the
+// operator verified them (Ready=True, Verified, for their current
+// generation), and no older verified account uses the same account SID,
+// unless both are in namespaces allowed to share SIDs.
+func sidOwners(items []twiliov1.TwilioAccount, shared sharedNamespaces) []*twiliov1.TwilioAccount {
+	var verified []*twiliov1.TwilioAccount
+	for i := range items {
+		a := &items[i]
+		if a.DeletionTimestamp.IsZero() && accountVerified(a) {
+			verified = append(verified, a)
+		}
+	}
+	var out []*twiliov1.TwilioAccount
+	for _, a := range verified {
+		if olderSIDOwner(a, verified, shared) == nil {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// olderSIDOwner returns a verified account among rivals that holds a's SID
+// ahead of a, or nil.
+func olderSIDOwner(a *twiliov1.TwilioAccount, rivals []*twiliov1.TwilioAccount, shared sharedNamespaces) *twiliov1.TwilioAccount {
+	for _, r := range rivals {
+		if r.UID == a.UID || r.Spec.AccountSID != a.Spec.AccountSID || shared.share(r.Namespace, a.Namespace) {
+			continue
+		}
+		if accountBefore(r, a) {
+			return r
+		}
+	}
+	return nil
+}
+
+// accountVerified reports whether the operator verified the account's
+// current spec and credentials.
+func accountVerified(a *twiliov1.TwilioAccount) bool {
+	return a.Status.ObservedGeneration == a.Generation &&
+		isConditionReason(a.Status.Conditions, twiliov1.ConditionReady, metav1.ConditionTrue, twiliov1.ReasonVerified)
+}
+
+// accountBefore orders accounts claiming one SID: older first, then by namespace/name.
+func accountBefore(a, b *twiliov1.TwilioAccount) bool {
+	if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
+		return a.CreationTimestamp.Before(&b.CreationTimestamp)
+	}
+	return cmp.Compare(a.Namespace+"/"+a.Name, b.Namespace+"/"+b.Name) < 0
+}
+
+// sharedNamespaces are the namespaces whose TwilioAccounts may use the same
+// account SID (the manager's --account-sid-sharing-namespaces): names or
+// path.Match patterns such as team-* or *.
+type sharedNamespaces []string
+
+func (s sharedNamespaces) share(a, b string) bool { return s.match(a) && s.match(b) }
+
+func (s sharedNamespaces) match(ns string) bool {
+	for _, pattern := range s {
+		if ok, _ := path.Match(pattern, ns); ok {
+			return true
+		}
+	}
+	return false
+}
