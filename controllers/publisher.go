@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"path"
@@ -18,38 +19,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	twiliov1 "github.com/loquent/twilio-voice-operator/api/v1alpha1"
+	"github.com/loquent/twilio-voice-operator/internal/credentials"
 )
-
-// WebhookCredentialsKey is the key of the published credentials in the
-// webhook server's credentials Secret.
-const WebhookCredentialsKey = "accounts.json"
-
-// PublishedAccount is one TwilioAccount whose auth token the webhook server
-// may use to check signatures: the operator verified it against Twilio, and
-// it owns its account SID in the cluster.
-type PublishedAccount struct {
-	Namespace  string `json:"namespace"`
-	Name       string `json:"name"`
-	AccountSID string `json:"accountSid"`
-	AuthToken  string `json:"authToken"`
-}
-
-// PublishedAccounts is the content of WebhookCredentialsKey.
-type PublishedAccounts struct {
-	Accounts []PublishedAccount `json:"accounts"`
-}
-
-// ParsePublishedAccounts decodes the published credentials.
-func ParsePublishedAccounts(data []byte) (PublishedAccounts, error) {
-	var p PublishedAccounts
-	if len(data) == 0 {
-		return p, nil
-	}
-	if err := json.Unmarshal(data, &p); err != nil {
-		return p, fmt.Errorf("decode %s: %w", WebhookCredentialsKey, err)
-	}
-	return p, nil
-}
 
 // credentialsPublisher keeps the webhook server's credentials Secret equal to
 // the auth tokens of the verified TwilioAccounts that own their account SID.
@@ -111,13 +82,13 @@ func (p *credentialsPublisher) publish(ctx context.Context) error {
 	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("get Secret %s: %w", p.secret, err)
 	}
-	before, _ := ParsePublishedAccounts(current.Data[WebhookCredentialsKey])
-	previous := map[types.NamespacedName]PublishedAccount{}
+	before, _ := credentials.Parse(current.Data[credentials.Key])
+	previous := map[types.NamespacedName]credentials.Account{}
 	for _, a := range before.Accounts {
 		previous[types.NamespacedName{Namespace: a.Namespace, Name: a.Name}] = a
 	}
 
-	var out PublishedAccounts
+	var out credentials.Published
 	for _, acct := range sidOwners(accounts.Items, p.shared) {
 		key := types.NamespacedName{Namespace: acct.Namespace, Name: acct.Name}
 		token, ok := p.connector.VerifiedToken(key)
@@ -130,23 +101,23 @@ func (p *credentialsPublisher) publish(ctx context.Context) error {
 			}
 			token = prev.AuthToken
 		}
-		out.Accounts = append(out.Accounts, PublishedAccount{Namespace: acct.Namespace, Name: acct.Name, AccountSID: acct.Spec.AccountSID, AuthToken: token})
+		out.Accounts = append(out.Accounts, credentials.Account{Namespace: acct.Namespace, Name: acct.Name, AccountSID: acct.Spec.AccountSID, AuthToken: token})
 	}
-	slices.SortFunc(out.Accounts, func(a, b PublishedAccount) int {
+	slices.SortFunc(out.Accounts, func(a, b credentials.Account) int {
 		return cmp.Compare(a.Namespace+"/"+a.Name, b.Namespace+"/"+b.Name)
 	})
 	data, err := json.Marshal(out)
 	if err != nil {
 		return err
 	}
-	if exists && bytes.Equal(current.Data[WebhookCredentialsKey], data) {
+	if exists && bytes.Equal(current.Data[credentials.Key], data) {
 		return nil
 	}
 	if !exists {
 		s := &corev1.Secret{
 			ObjectMeta: metav1.ObjectMeta{Namespace: p.secret.Namespace, Name: p.secret.Name,
 				Labels: map[string]string{"app.kubernetes.io/managed-by": "twilio-voice-operator"}},
-			Data: map[string][]byte{WebhookCredentialsKey: data},
+			Data: map[string][]byte{credentials.Key: data},
 		}
 		if err := p.client.Create(ctx, s); err != nil {
 			return fmt.Errorf("create Secret %s: %w", p.secret, err)
@@ -156,7 +127,7 @@ func (p *credentialsPublisher) publish(ctx context.Context) error {
 		if current.Data == nil {
 			current.Data = map[string][]byte{}
 		}
-		current.Data[WebhookCredentialsKey] = data
+		current.Data[credentials.Key] = data
 		if err := p.client.Patch(ctx, current, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
 			return fmt.Errorf("update Secret %s: %w", p.secret, err)
 		}
@@ -229,4 +200,44 @@ func (s sharedNamespaces) match(ns string) bool {
 		}
 	}
 	return false
+}
+
+// GuardKeySecretKey is the key of the guard key in its Secret.
+const GuardKeySecretKey = "key"
+
+// LoadOrCreateGuardKey returns the operator's guard key from the Secret at
+// key, creating the Secret with a new random key when it does not exist. The
+// key must outlive the manager: an annotation signed under a lost key proves
+// nothing, so after a loss the annotations are rebuilt from status.
+func LoadOrCreateGuardKey(ctx context.Context, c client.Client, key types.NamespacedName) ([]byte, error) {
+	for range 2 {
+		s := &corev1.Secret{}
+		err := c.Get(ctx, key, s)
+		if err == nil {
+			if k := s.Data[GuardKeySecretKey]; len(k) >= 32 {
+				return k, nil
+			}
+			return nil, fmt.Errorf("secret %s: key %q must hold at least 32 bytes", key, GuardKeySecretKey)
+		}
+		if !apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("get Secret %s: %w", key, err)
+		}
+		k := make([]byte, 32)
+		if _, err := rand.Read(k); err != nil {
+			return nil, err
+		}
+		s = &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name,
+				Labels: map[string]string{"app.kubernetes.io/managed-by": "twilio-voice-operator"}},
+			Data: map[string][]byte{GuardKeySecretKey: k},
+		}
+		err = c.Create(ctx, s)
+		if err == nil {
+			return k, nil
+		}
+		if !apierrors.IsAlreadyExists(err) {
+			return nil, fmt.Errorf("create Secret %s: %w", key, err)
+		}
+	}
+	return nil, fmt.Errorf("secret %s: created and deleted concurrently; try again", key)
 }

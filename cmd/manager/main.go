@@ -6,13 +6,18 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/url"
 	"os"
+	"path"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -47,6 +52,10 @@ type config struct {
 	probeAddr            string
 	leaderElect          bool
 	leaderElectionNS     string
+	allowedAPIURLs       []string
+	sharedSIDNamespaces  []string
+	credentialsSecret    types.NamespacedName
+	guardKeySecret       types.NamespacedName
 	zap                  zap.Options
 }
 
@@ -66,6 +75,11 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz probes.")
 	fs.BoolVar(&c.leaderElect, "leader-elect", false, "Elect a leader so that only one replica reconciles (enable with more than one replica).")
 	fs.StringVar(&c.leaderElectionNS, "leader-election-namespace", "", "Namespace of the leader election Lease (default: the pod's namespace).")
+	var apiURLs, sharing, credentials, guardKey string
+	fs.StringVar(&apiURLs, "allowed-api-urls", "", "Comma-separated origins (scheme://host[:port]; without a port, any port) that a TwilioAccount's spec.apiURL may name besides Twilio's own https://*.twilio.com hosts. The account's credentials are sent there.")
+	fs.StringVar(&sharing, "account-sid-sharing-namespaces", "", "Comma-separated namespaces (names or patterns such as team-* or *) whose TwilioAccounts may use the same account SID. Elsewhere the oldest verified TwilioAccount owns a SID and the others are Ready=False Conflict.")
+	fs.StringVar(&credentials, "webhook-credentials-secret", "", "namespace/name of the Secret where the manager publishes the verified accounts' auth tokens for the webhook server (default: <pod namespace>/twilio-voice-operator-webhook-credentials).")
+	fs.StringVar(&guardKey, "guard-key-secret", "", "namespace/name of the Secret holding the key that signs the saved-routing annotation; created when missing (default: <pod namespace>/twilio-voice-operator-guard-key).")
 	c.zap.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -88,7 +102,62 @@ func parseFlags(args []string) (config, error) {
 	if c.kubeQPS <= 0 || c.kubeBurst < 1 {
 		errs = append(errs, fmt.Errorf("--kube-api-qps and --kube-api-burst must be positive"))
 	}
+	for _, u := range splitList(apiURLs) {
+		if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" || (p.Path != "" && p.Path != "/") {
+			errs = append(errs, fmt.Errorf("--allowed-api-urls: %q is not an origin such as https://proxy.example.com:8443", u))
+			continue
+		}
+		c.allowedAPIURLs = append(c.allowedAPIURLs, u)
+	}
+	for _, ns := range splitList(sharing) {
+		if _, err := path.Match(ns, ""); err != nil {
+			errs = append(errs, fmt.Errorf("--account-sid-sharing-namespaces: bad pattern %q", ns))
+		}
+		c.sharedSIDNamespaces = append(c.sharedSIDNamespaces, ns)
+	}
+	var err1, err2 error
+	c.credentialsSecret, err1 = secretRef("--webhook-credentials-secret", credentials, "twilio-voice-operator-webhook-credentials")
+	c.guardKeySecret, err2 = secretRef("--guard-key-secret", guardKey, "twilio-voice-operator-guard-key")
+	errs = append(errs, err1, err2)
 	return c, errors.Join(errs...)
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, f := range strings.Split(v, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// secretRef parses namespace/name, defaulting to def in the pod's namespace.
+func secretRef(flagName, v, def string) (types.NamespacedName, error) {
+	if v == "" {
+		ns := podNamespace()
+		if ns == "" {
+			return types.NamespacedName{}, fmt.Errorf("%s is required outside a pod (no POD_NAMESPACE and no service account namespace file)", flagName)
+		}
+		return types.NamespacedName{Namespace: ns, Name: def}, nil
+	}
+	ns, name, ok := strings.Cut(v, "/")
+	if !ok || ns == "" || name == "" {
+		return types.NamespacedName{}, fmt.Errorf("%s must be namespace/name, got %q", flagName, v)
+	}
+	return types.NamespacedName{Namespace: ns, Name: name}, nil
+}
+
+// podNamespace is the namespace the manager runs in, when in a pod.
+func podNamespace() string {
+	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
+		return ns
+	}
+	b, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }
 
 func main() {
@@ -125,11 +194,23 @@ func run(cfg config) error {
 		return fmt.Errorf("create manager: %w", err)
 	}
 	ctx := ctrl.SetupSignalHandler()
+	direct, err := client.New(restCfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return fmt.Errorf("create client: %w", err)
+	}
+	guardKey, err := controllers.LoadOrCreateGuardKey(ctx, direct, cfg.guardKeySecret)
+	if err != nil {
+		return fmt.Errorf("guard key: %w", err)
+	}
 	if err := controllers.Setup(ctx, mgr, controllers.Options{
 		VoiceURL:                    cfg.publicURL + controllers.VoicePath,
 		PollInterval:                cfg.pollInterval,
 		ConcurrentReconciles:        cfg.concurrentReconciles,
 		MaxConcurrentTwilioRequests: cfg.twilioConcurrency,
+		AllowedAPIURLs:              cfg.allowedAPIURLs,
+		SharedSIDNamespaces:         cfg.sharedSIDNamespaces,
+		WebhookCredentialsSecret:    cfg.credentialsSecret,
+		GuardKey:                    guardKey,
 	}); err != nil {
 		return err
 	}

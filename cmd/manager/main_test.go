@@ -19,6 +19,9 @@ func TestParseFlags(t *testing.T) {
 		{"no workers", []string{"--public-url=https://v.example.com", "--max-concurrent-reconciles=0"}, "--max-concurrent-reconciles must be at least 1"},
 		{"twilio budget out of range", []string{"--public-url=https://v.example.com", "--twilio-max-concurrent-requests=0"}, "--twilio-max-concurrent-requests must be between 1 and 100"},
 		{"unknown flag", []string{"--public-url=https://v.example.com", "--bogus"}, "flag provided but not defined: -bogus"},
+		{"API URL with a path", []string{"--public-url=https://v.example.com", "--allowed-api-urls=http://127.0.0.1:1/x"}, "--allowed-api-urls: \"http://127.0.0.1:1/x\" is not an origin"},
+		{"bad sharing pattern", []string{"--public-url=https://v.example.com", "--account-sid-sharing-namespaces=team-["}, "--account-sid-sharing-namespaces: bad pattern"},
+		{"credentials secret not namespace/name", []string{"--public-url=https://v.example.com", "--webhook-credentials-secret=creds"}, "--webhook-credentials-secret must be namespace/name"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -29,14 +32,22 @@ func TestParseFlags(t *testing.T) {
 		})
 	}
 
-	c, err := parseFlags([]string{"--public-url=https://voice.example.com/", "--poll-interval=2m", "--leader-elect"})
+	t.Setenv("POD_NAMESPACE", "voice-system")
+	c, err := parseFlags([]string{"--public-url=https://voice.example.com/", "--poll-interval=2m", "--leader-elect",
+		"--allowed-api-urls=http://127.0.0.1:4010, https://proxy.example.com", "--account-sid-sharing-namespaces=team-*"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.publicURL != "https://voice.example.com" || c.pollInterval != 2*time.Minute || !c.leaderElect || c.concurrentReconciles != 16 {
 		t.Errorf("parsed %+v", c)
 	}
-	if c, err := parseFlags([]string{"--public-url=http://127.0.0.1:8080", "--allow-http-public-url"}); err != nil || c.publicURL != "http://127.0.0.1:8080" {
+	if len(c.allowedAPIURLs) != 2 || c.sharedSIDNamespaces[0] != "team-*" ||
+		c.credentialsSecret.String() != "voice-system/twilio-voice-operator-webhook-credentials" ||
+		c.guardKeySecret.String() != "voice-system/twilio-voice-operator-guard-key" {
+		t.Errorf("parsed %+v", c)
+	}
+	if c, err := parseFlags([]string{"--public-url=http://127.0.0.1:8080", "--allow-http-public-url",
+		"--webhook-credentials-secret=a/b", "--guard-key-secret=a/c"}); err != nil || c.publicURL != "http://127.0.0.1:8080" {
 		t.Errorf("http with --allow-http-public-url: %q %v", c.publicURL, err)
 	}
 }
