@@ -49,6 +49,11 @@ type Options struct {
 	// Users, when set, returns the kubeconfig each process runs with (by
 	// process name: "manager", "webhookserver"); nil runs them as cluster admin.
 	Users func(env *Env, process string) (kubeconfig string, err error)
+	// CredentialsSecret and GuardKeySecret (namespace/name) are the manager's
+	// Secrets: the tokens it publishes for the webhook server, and its guard
+	// key. Defaults: default/twilio-voice-operator-webhook-credentials and
+	// default/twilio-voice-operator-guard-key.
+	CredentialsSecret, GuardKeySecret string
 	// StandaloneEmulator runs the Twilio emulator as its own process
 	// (cmd/twiliosim) holding SampleNumbers; Env.Emulator is then nil and
 	// Twilio's state is read over its REST API. Otherwise it runs in this
@@ -103,6 +108,12 @@ func Start(ctx context.Context, o Options) (env *Env, err error) {
 	if o.PollInterval == 0 {
 		o.PollInterval = 10 * time.Second
 	}
+	if o.CredentialsSecret == "" {
+		o.CredentialsSecret = "default/twilio-voice-operator-webhook-credentials"
+	}
+	if o.GuardKeySecret == "" {
+		o.GuardKeySecret = "default/twilio-voice-operator-guard-key"
+	}
 	dir, err := os.MkdirTemp("", "twilio-voice-demo-")
 	if err != nil {
 		return nil, err
@@ -151,6 +162,9 @@ func Start(ctx context.Context, o Options) (env *Env, err error) {
 	if err := env.spawn(ctx, "manager", env.kubeconfigFor("manager"),
 		"--public-url="+env.PublicURL, "--allow-http-public-url",
 		"--poll-interval="+o.PollInterval.String(),
+		// The emulator is the only Twilio API here; credentials go nowhere else.
+		"--allowed-api-urls="+env.EmulatorURL,
+		"--webhook-credentials-secret="+o.CredentialsSecret, "--guard-key-secret="+o.GuardKeySecret,
 		"--metrics-bind-address=0", "--health-probe-bind-address="+mgrProbe); err != nil {
 		return env, err
 	}

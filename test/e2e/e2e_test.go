@@ -63,13 +63,17 @@ func TestEndToEnd(t *testing.T) {
 
 	var once sync.Once
 	var setupErr error
-	env, err := devenv.Start(ctx, devenv.Options{Root: root, BinDir: binDir, StandaloneEmulator: true, Users: func(env *devenv.Env, process string) (string, error) {
-		once.Do(func() { setupErr = applyRBAC(ctx, env, rbac) })
-		if setupErr != nil {
-			return "", setupErr
-		}
-		return serviceAccountKubeconfig(ctx, env, rbac.serviceAccounts[process])
-	}})
+	env, err := devenv.Start(ctx, devenv.Options{Root: root, BinDir: binDir, StandaloneEmulator: true,
+		// The names the chart gives the manager's Secrets for release "tvo".
+		CredentialsSecret: releaseNamespace + "/tvo-twilio-voice-operator-webhook-credentials",
+		GuardKeySecret:    releaseNamespace + "/tvo-twilio-voice-operator-guard-key",
+		Users: func(env *devenv.Env, process string) (string, error) {
+			once.Do(func() { setupErr = applyRBAC(ctx, env, rbac) })
+			if setupErr != nil {
+				return "", setupErr
+			}
+			return serviceAccountKubeconfig(ctx, env, rbac.serviceAccounts[process])
+		}})
 	g.Expect(err).NotTo(HaveOccurred())
 	defer env.Stop()
 	defer func() {

@@ -123,7 +123,8 @@ func TestWebhookServerGrantFollowsNamespaces(t *testing.T) {
 
 // TestManagerRBAC: the manager gets exactly the generated ClusterRole
 // (config/rbac/role.yaml, from the +kubebuilder:rbac markers) and, in its own
-// namespace, what leader election needs.
+// namespace, what leader election needs and its two Secrets (published
+// credentials, guard key) by name.
 func TestManagerRBAC(t *testing.T) {
 	data, err := os.ReadFile(filepath.Join(root, "config", "rbac", "role.yaml"))
 	NewWithT(t).Expect(err).NotTo(HaveOccurred())
@@ -136,17 +137,26 @@ func TestManagerRBAC(t *testing.T) {
 			g := NewWithT(t)
 			sa, ns := serviceAccountOf(t, r.objs, "manager")
 			grants := grantsTo(t, r.objs, sa, ns)
-			g.Expect(grants).To(HaveLen(2))
+			g.Expect(grants).To(HaveLen(3))
 			for _, gr := range grants {
-				switch gr.kind {
-				case "ClusterRole":
+				switch {
+				case gr.kind == "ClusterRole":
 					g.Expect(gr.rules).To(Equal(want), "the manager's ClusterRole must be the generated one")
-				case "Role":
+				case allows(gr.rules, "coordination.k8s.io", "leases", "get"):
 					g.Expect(gr.namespace).To(Equal(ns), "leader election happens in the manager's namespace")
 					for _, verb := range []string{"get", "create", "update"} {
 						g.Expect(allows(gr.rules, "coordination.k8s.io", "leases", verb)).To(BeTrue())
 					}
 					g.Expect(verbsOf(gr.rules)).NotTo(ContainElement("delete"))
+				default:
+					g.Expect(gr.namespace).To(Equal(ns), "the manager's Secrets are in its own namespace")
+					g.Expect(verbsOf(gr.rules)).To(ConsistOf("create", "get", "update", "patch"))
+					for _, rule := range gr.rules {
+						g.Expect(rule.Resources).To(Equal([]string{"secrets"}))
+						if !slices.Contains(rule.Verbs, "create") {
+							g.Expect(rule.ResourceNames).To(HaveLen(2), "reads and writes only its own two Secrets")
+						}
+					}
 				}
 			}
 		})
@@ -162,9 +172,20 @@ func TestUserRoles(t *testing.T) {
 			g := NewWithT(t)
 			editor := aggregatedTo(t, r.objs, "edit")
 			g.Expect(editor.Labels).To(HaveKeyWithValue("rbac.authorization.k8s.io/aggregate-to-admin", "true"))
+			// TwilioAccounts (credentials, cost) are the admin's unless the
+			// chart's rbac.editorsManageAccounts widens the editor role (the
+			// all-options values do).
+			editorsManageAccounts := r.name == "chart (all options)"
+			var admin []rbacv1.PolicyRule
+			for _, o := range filter(r.objs, "ClusterRole", "") {
+				if o.GetLabels()["rbac.authorization.k8s.io/aggregate-to-admin"] == "true" {
+					admin = append(admin, convert[rbacv1.ClusterRole](t, o).Rules...)
+				}
+			}
 			for _, verb := range []string{"get", "list", "watch", "create", "update", "patch", "delete"} {
 				g.Expect(allows(editor.Rules, twilioGroup, "twiliophonenumbers", verb)).To(BeTrue(), verb)
-				g.Expect(allows(editor.Rules, twilioGroup, "twilioaccounts", verb)).To(BeTrue(), verb)
+				g.Expect(allows(editor.Rules, twilioGroup, "twilioaccounts", verb)).To(Equal(editorsManageAccounts), verb)
+				g.Expect(allows(admin, twilioGroup, "twilioaccounts", verb)).To(BeTrue(), verb)
 			}
 			// Status is the operator's word; people only read it.
 			g.Expect(allows(editor.Rules, twilioGroup, "twiliophonenumbers/status", "update")).To(BeFalse())

@@ -95,3 +95,9 @@ capabilities:
     protocol: TCP
   {{- end }}
 {{- end -}}
+
+{{/* The Secret where the manager publishes verified accounts' auth tokens for the webhook server. */}}
+{{- define "tvo.credentialsSecretName" -}}{{ include "tvo.fullname" . | trunc 43 | trimSuffix "-" }}-webhook-credentials{{- end -}}
+
+{{/* The Secret holding the key that signs the saved-routing annotation (the manager creates it). */}}
+{{- define "tvo.guardKeySecretName" -}}{{ include "tvo.fullname" . | trunc 53 | trimSuffix "-" }}-guard-key{{- end -}}
