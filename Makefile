@@ -71,8 +71,16 @@ envtest: ## Build kube-apiserver, etcd and kubectl for tests and the demo into b
 	@KUBE_VERSION=$(KUBE_VERSION) ETCD_VERSION=$(ETCD_VERSION) hack/build-envtest.sh $(ENVTEST_ASSETS) >/dev/null
 
 .PHONY: test
-test: generate manifests envtest $(HELM) ## Run every test (unit, envtest suites, emulator, manifests) with the race detector.
+test: generate manifests envtest $(HELM) ## Run every test (unit, envtest suites, emulator, manifests) with the race detector, then the fuzz targets briefly.
 	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) KUBECTL=$(ENVTEST_ASSETS)/kubectl HELM=$(HELM) go test $(GO_TEST_FLAGS) -timeout $(TEST_TIMEOUT) ./...
+	$(MAKE) --no-print-directory fuzz
+
+FUZZ_TIME ?= 10s
+.PHONY: fuzz
+fuzz: ## Run each webhook server fuzz target (form parser, signature check, Media Streams messages) for FUZZ_TIME (no cluster needed).
+	go test -run='^$$' -fuzz='^FuzzReadSignedForm$$' -fuzztime=$(FUZZ_TIME) ./webhookserver/
+	go test -run='^$$' -fuzz='^FuzzSignatureCheck$$' -fuzztime=$(FUZZ_TIME) ./webhookserver/
+	go test -run='^$$' -fuzz='^FuzzStreamMessages$$' -fuzztime=$(FUZZ_TIME) ./webhookserver/
 
 .PHONY: bench
 bench: envtest ## Run the benchmarks: operator convergence, webhook answers, media bridge (README, Performance).

@@ -9,8 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/gorilla/websocket"
 	. "github.com/onsi/gomega"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // benchPost sends one pre-signed voice webhook and drains the answer.
@@ -174,4 +176,108 @@ func BenchmarkBridge(b *testing.B) {
 
 func waitRouted(b *testing.B, h *harness, number string) {
 	NewWithT(b).Eventually(func() bool { _, ok := h.routing.Lookup(number); return ok }, 30*time.Second).Should(BeTrue())
+}
+
+// BenchmarkRefused is the CPU one refused request costs the server, with 1
+// and with 300 accounts in the routing table: a forged voice webhook (the
+// signature checked with its AccountSid's token), a forged stream upgrade
+// at StreamPath/{AccountSid} (checked with that account's token only), and
+// a forged upgrade on the legacy path (accepted, then checked with the
+// token of the account its start message names). The handler is called in
+// process (no network) for the first two; the legacy upgrade needs a real
+// WebSocket, so it runs over loopback and its time includes the client.
+// "upgrade_all_tokens" is what checking an upgrade against every account's
+// token, the design before StreamPath/{AccountSid}, costs.
+func BenchmarkRefused(b *testing.B) {
+	for _, n := range []int{1, 300} {
+		tokens := map[string]string{}
+		sids := make([]string, n)
+		for i := range n {
+			sids[i] = fmt.Sprintf("AC%032x", 0xbe00+i)
+			tokens[sids[i]] = fmt.Sprintf("benchToken%dZ%x", i, 0x5eed*(i+1))
+		}
+		routes := NewStaticRoutes(nil, tokens)
+		metrics, err := NewMetrics(prometheus.NewRegistry())
+		if err != nil {
+			b.Fatal(err)
+		}
+		srv, err := New(Options{
+			PublicURL: testPublicURL, Routes: routes, TokenKeys: [][]byte{testKey}, Metrics: metrics, Log: logr.Discard(),
+			// Throttling would answer most of these 429 without any check:
+			// measure the check itself.
+			Limits: Limits{SignatureFailureBurst: -1},
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		handler := srv.Handler()
+		target := sids[n-1] // the last account: a linear search would find it last
+
+		b.Run(fmt.Sprintf("webhook/accounts=%d", n), func(b *testing.B) {
+			form := voiceForm(target, newCallSID(), "+15550001", "+14155550042")
+			body := form.Encode()
+			sig := sign("guessed", testPublicURL+VoicePath, form)
+			b.ReportAllocs()
+			for b.Loop() {
+				req := httptest.NewRequest(http.MethodPost, VoicePath, strings.NewReader(body))
+				req.Header.Set("Content-Type", contentTypeFormURLEncode)
+				req.Header.Set(signatureHeader, sig)
+				rec := httptest.NewRecorder()
+				handler.ServeHTTP(rec, req)
+				if rec.Code != http.StatusForbidden {
+					b.Fatalf("status %d", rec.Code)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("upgrade/accounts=%d", n), func(b *testing.B) {
+			path := StreamPath + "/" + target
+			sig := sign("guessed", testStreamURL+"/"+target, nil)
+			b.ReportAllocs()
+			for b.Loop() {
+				req := httptest.NewRequest(http.MethodGet, path, nil)
+				req.Header.Set("Connection", "Upgrade")
+				req.Header.Set("Upgrade", "websocket")
+				req.Header.Set("Sec-WebSocket-Version", "13")
+				req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+				req.Header.Set(signatureHeader, sig)
+				rec := httptest.NewRecorder()
+				handler.ServeHTTP(rec, req)
+				if rec.Code != http.StatusForbidden {
+					b.Fatalf("status %d", rec.Code)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("upgrade_all_tokens/accounts=%d", n), func(b *testing.B) {
+			uri := StreamPath
+			sig := sign("guessed", testStreamURL, nil)
+			b.ReportAllocs()
+			for b.Loop() {
+				for _, v := range routes.AllValidators() {
+					if srv.sig.checkUpgrade(uri, sig, []AccountValidator{v}) {
+						b.Fatal("validated")
+					}
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("legacy_upgrade/accounts=%d", n), func(b *testing.B) {
+			ts := httptest.NewServer(handler)
+			defer ts.Close()
+			hdr := http.Header{signatureHeader: {sign("guessed", testStreamURL, nil)}}
+			start := []byte(fmt.Sprintf(`{"event":"start","sequenceNumber":"1","streamSid":"MZ1","start":{"accountSid":%q,"callSid":"CA1","streamSid":"MZ1","customParameters":{"to":"+1","token":"v1.1.x"}}}`, target))
+			b.ReportAllocs()
+			for b.Loop() {
+				conn, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(ts.URL, "http")+StreamPath, hdr)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := conn.WriteMessage(websocket.TextMessage, start); err != nil {
+					b.Fatal(err)
+				}
+				if _, _, err := conn.ReadMessage(); !websocket.IsCloseError(err, websocket.ClosePolicyViolation) {
+					b.Fatalf("want a policy violation close, got %v", err)
+				}
+				_ = conn.Close()
+			}
+		})
+	}
 }

@@ -21,6 +21,7 @@ const (
 	outcomeAgentError       = "agent_error"
 	outcomeShutdown         = "shutdown"
 	outcomeAgentUnreachable = "agent_unreachable"
+	outcomeAgentRefused     = "agent_refused" // the egress policy refused the agent's address (agentDialOutcome)
 	outcomeTokenInvalid     = "token_invalid"
 	outcomeHandshakeFailed  = "handshake_failed"
 	outcomeNotRouted        = "not_routed"

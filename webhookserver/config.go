@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"github.com/loquent/twilio-voice-operator/internal/egress"
 	"github.com/loquent/twilio-voice-operator/internal/publicurl"
 )
 
@@ -31,6 +32,9 @@ type Config struct {
 	Namespaces []string
 	// ShutdownGracePeriod is how long live calls may continue after SIGTERM.
 	ShutdownGracePeriod time.Duration
+	// CredentialsSecret is the Secret where the manager publishes the
+	// verified accounts' auth tokens; the only credentials the server reads.
+	CredentialsSecret types.NamespacedName
 	// StreamTokenSecret names the Secret holding the stream token key (key "key"),
 	// or is empty when StreamTokenKeyFile is used.
 	StreamTokenSecret types.NamespacedName
@@ -43,6 +47,13 @@ type Config struct {
 	// StreamTokenReloadInterval is how often the stream token keys are
 	// re-read while running; 0 reads them only at start.
 	StreamTokenReloadInterval time.Duration
+	// AgentAllowedDestinations is the agent egress allow-list (host names,
+	// *.domains, IPs, CIDRs); empty allows every destination that is not
+	// refused anyway (see internal/egress).
+	AgentAllowedDestinations []string
+	// AllowLoopbackAgents lets agents on loopback through (local demos and
+	// tests only); the server's own ports stay refused.
+	AllowLoopbackAgents bool
 	// Zap configures logging.
 	Zap zap.Options
 }
@@ -58,7 +69,7 @@ func ParseFlags(args []string) (Config, error) {
 func parseFlags(out io.Writer, args []string) (Config, error) {
 	var c Config
 	var allowHTTP bool
-	var namespaces, tokenSecret string
+	var namespaces, tokenSecret, agentAllowed, credentialsSecret string
 	fs := flag.NewFlagSet("webhookserver", flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.StringVar(&c.PublicURL, "public-url", "", "Public base URL through which Twilio reaches this server, https://host (required). Signatures are checked over it; TwiML points at <public-url>/twilio/recording and wss://host/twilio/stream.")
@@ -68,11 +79,14 @@ func parseFlags(out io.Writer, args []string) (Config, error) {
 	fs.StringVar(&c.ProbeAddress, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz probes; \"0\" disables them.")
 	fs.StringVar(&namespaces, "namespaces", "", "Comma-separated namespaces whose TwilioPhoneNumbers and TwilioAccounts are served; empty serves all.")
 	fs.DurationVar(&c.ShutdownGracePeriod, "shutdown-grace-period", 30*time.Second, "After SIGTERM, how long live calls may continue before their streams are closed. Keep it below the pod's terminationGracePeriodSeconds.")
+	fs.StringVar(&credentialsSecret, "credentials-secret", "", "namespace/name of the Secret where the manager publishes the auth tokens of the TwilioAccounts it verified (the manager's --webhook-credentials-secret); the only credentials this server reads (required).")
 	fs.StringVar(&tokenSecret, "stream-token-secret", "", "namespace/name of a Secret whose key \"key\" holds the HMAC keys for per-call stream tokens, one per line (at least 32 bytes each; the first signs, every one verifies); all replicas must share it. Exactly one of this and --stream-token-key-file.")
 	fs.StringVar(&c.StreamTokenKeyFile, "stream-token-key-file", "", "File holding the stream token HMAC keys, one per line (at least 32 bytes each; the first signs, every one verifies), e.g. a mounted Secret.")
 	fs.DurationVar(&c.AgentDialTimeout, "agent-dial-timeout", 5*time.Second, "How long connecting to a number's agent may take before the call's stream is closed.")
 	fs.DurationVar(&c.StreamTokenTTL, "stream-token-ttl", 5*time.Minute, "How long after the voice webhook answered a call its media stream may start.")
 	fs.DurationVar(&c.StreamTokenReloadInterval, "stream-token-reload-interval", 30*time.Second, "How often the stream token keys are re-read, so a rotation needs no restart (at least 1s; 0 reads them only at start).")
+	fs.StringVar(&agentAllowed, "agent-allowed-destinations", "", "Comma-separated allow-list of agent destinations: host names, *.domain (any name below it), IP addresses, CIDRs. Empty allows any destination except loopback, link-local (169.254.0.0/16, fe80::/10), unspecified and multicast addresses and this server's own ports, which are refused either way. Checked on the resolved address when connecting.")
+	fs.BoolVar(&c.AllowLoopbackAgents, "allow-loopback-agents", false, "Allow agents on loopback addresses (127.0.0.0/8, ::1, localhost), except this server's own ports. For local demos and tests only: in a pod, loopback is the pod itself.")
 	c.Zap.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -115,6 +129,9 @@ func parseFlags(out io.Writer, args []string) (Config, error) {
 	if c.ShutdownGracePeriod < 0 {
 		errs = append(errs, fmt.Errorf("--shutdown-grace-period must not be negative, got %s", c.ShutdownGracePeriod))
 	}
+	if ns, name, ok := strings.Cut(credentialsSecret, "/"); ok && len(validation.IsDNS1123Label(ns)) == 0 && len(validation.IsDNS1123Subdomain(name)) == 0 {
+		c.CredentialsSecret = types.NamespacedName{Namespace: ns, Name: name} // required once routing reads it (pending)
+	}
 	switch {
 	case tokenSecret == "" && c.StreamTokenKeyFile == "":
 		errs = append(errs, errors.New("--stream-token-secret or --stream-token-key-file is required (replicas must share the stream token key)"))
@@ -136,6 +153,10 @@ func parseFlags(out io.Writer, args []string) (Config, error) {
 	}
 	if c.StreamTokenReloadInterval != 0 && c.StreamTokenReloadInterval < time.Second {
 		errs = append(errs, fmt.Errorf("--stream-token-reload-interval must be 0 or at least 1s, got %s", c.StreamTokenReloadInterval))
+	}
+	c.AgentAllowedDestinations = egress.SplitList(agentAllowed)
+	if err := egress.ParseAllowList(c.AgentAllowedDestinations); err != nil {
+		errs = append(errs, fmt.Errorf("--agent-allowed-destinations: %w", err))
 	}
 	return c, errors.Join(errs...)
 }

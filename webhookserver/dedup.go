@@ -20,12 +20,15 @@ func newDedupSet(size int, ttl time.Duration) *dedupSet {
 }
 
 // seen reports whether key was added before (and not yet evicted), adding it if not.
-func (d *dedupSet) seen(key string) bool {
+func (d *dedupSet) seen(key string) bool { return d.seenFor(key, d.ttl) }
+
+// seenFor is seen, remembering a new key for ttl instead of the set's TTL.
+func (d *dedupSet) seenFor(key string, ttl time.Duration) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if _, ok := d.cache.Get(key); ok {
 		return true
 	}
-	d.cache.Add(key, struct{}{}, d.ttl)
+	d.cache.Add(key, struct{}{}, ttl)
 	return false
 }

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -97,6 +98,9 @@ type call struct {
 	from, to  string
 	streamSID string
 	twiml     twimlDoc
+	// streamURL is the public URL the stream is opened at (signed over it,
+	// delivered to the test server): the TwiML's unless a test changes it.
+	streamURL string
 	conn      *websocket.Conn
 	seq       int
 	sent      [][]byte // frames sent after the opening, in order
@@ -113,36 +117,55 @@ func (h *harness) answer(acct account, from, to string) *call {
 		h.t.Fatalf("voice webhook: %d %s", resp.StatusCode, body)
 	}
 	c.twiml = parseTwiML(h.t, body)
+	if c.twiml.Connect != nil && c.twiml.Connect.Stream != nil {
+		c.streamURL = c.twiml.Connect.Stream.URL
+	}
 	return c
 }
 
-// dialStream opens the media stream WebSocket the way Twilio does, signed
-// with token over the stream URL (an empty token: no signature).
+// dialStream opens a media stream WebSocket on the legacy path (no account
+// in the URL), signed with token over it (an empty token: no signature).
 func (h *harness) dialStream(token string) (*websocket.Conn, *http.Response, error) {
+	return h.dialStreamURL(testStreamURL, token)
+}
+
+// dialStreamFor opens a media stream WebSocket at acct's stream URL, signed
+// with acct's token, as Twilio does for a call of acct.
+func (h *harness) dialStreamFor(acct account) (*websocket.Conn, *http.Response, error) {
+	return h.dialStreamURL(testStreamURL+"/"+acct.sid, acct.token)
+}
+
+// dialStreamURL opens the media stream WebSocket at the public URL
+// publicURL (delivered to the test server), signed over it with token (an
+// empty token: no signature).
+func (h *harness) dialStreamURL(publicURL, token string) (*websocket.Conn, *http.Response, error) {
+	u, err := url.Parse(publicURL)
+	if err != nil {
+		return nil, nil, err
+	}
 	hdr := http.Header{}
 	if token != "" {
-		hdr.Set(signatureHeader, sign(token, testStreamURL, nil))
+		hdr.Set(signatureHeader, sign(token, publicURL, nil))
 	}
 	d := websocket.Dialer{HandshakeTimeout: 10 * time.Second}
-	return d.Dial("ws://"+h.addr+StreamPath, hdr)
+	return d.Dial("ws://"+h.addr+u.RequestURI(), hdr)
 }
 
 // open dials the stream and sends connected and start with the TwiML's
 // parameters (customParameters may override them).
 func (c *call) open(override map[string]string) {
-	t := c.h.t
-	t.Helper()
-	conn, resp, err := c.h.dialStream(c.acct.token)
-	if err != nil {
-		t.Fatalf("dial stream: %v (response %v)", err, resp)
-	}
-	c.conn = conn
+	c.h.t.Helper()
 	params := c.twiml.params()
 	for k, v := range override {
 		params[k] = v
 	}
-	c.sendRaw([]byte(`{"event":"connected","protocol":"Call","version":"1.0.0"}`), true)
-	start := map[string]any{
+	b, _ := json.Marshal(c.startMessage(params))
+	c.openWith(b)
+}
+
+// startMessage is the start message Twilio would send with params.
+func (c *call) startMessage(params map[string]string) map[string]any {
+	return map[string]any{
 		"event": "start", "sequenceNumber": c.nextSeq(), "streamSid": c.streamSID,
 		"start": map[string]any{
 			"streamSid": c.streamSID, "accountSid": c.acct.sid, "callSid": c.callSID,
@@ -150,8 +173,19 @@ func (c *call) open(override map[string]string) {
 			"mediaFormat": map[string]any{"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
 		},
 	}
-	b, _ := json.Marshal(start)
-	c.sendRaw(b, true)
+}
+
+// openWith dials the stream and sends connected and then start as given.
+func (c *call) openWith(start []byte) {
+	t := c.h.t
+	t.Helper()
+	conn, resp, err := c.h.dialStreamURL(c.streamURL, c.acct.token)
+	if err != nil {
+		t.Fatalf("dial stream: %v (response %v)", err, resp)
+	}
+	c.conn = conn
+	c.sendRaw([]byte(`{"event":"connected","protocol":"Call","version":"1.0.0"}`), true)
+	c.sendRaw(start, true)
 }
 
 func (c *call) nextSeq() string { c.seq++; return fmt.Sprint(c.seq) }

@@ -50,6 +50,16 @@ type Metrics struct {
 	// StreamTokenKeyReloads counts re-reads of the stream token keys that
 	// found a change, by outcome (reloaded, invalid).
 	StreamTokenKeyReloads *prometheus.CounterVec
+	// AgentDialsRefused counts agent connections the egress policy refused,
+	// by reason (loopback, link_local, own_port, not_allowed, ...).
+	AgentDialsRefused *prometheus.CounterVec
+	// Throttled counts requests and upgrades answered 429 because their
+	// client failed authentication too often, by route.
+	Throttled *prometheus.CounterVec
+	// CapacityRefusals counts requests and upgrades answered 503 because a
+	// per-replica cap was reached, by kind (connections, streams,
+	// legacy_pending_streams).
+	CapacityRefusals *prometheus.CounterVec
 }
 
 // NewMetrics creates the collectors and registers them on reg. It fails if
@@ -106,11 +116,24 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "twilio_webhook_stream_token_key_reloads_total",
 			Help: "Changed stream token key values read while running, by outcome (reloaded: now in use; invalid: refused, the keys in use stay).",
 		}, []string{"outcome"}),
+		AgentDialsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "twilio_webhook_agent_dials_refused_total",
+			Help: "Agent connections refused by the egress policy before any packet was sent, by reason (loopback, link_local, unspecified, multicast, own_port, not_allowed, invalid).",
+		}, []string{"reason"}),
+		Throttled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "twilio_webhook_throttled_total",
+			Help: "Requests and stream upgrades refused with 429 because their client failed signature or stream token checks too often, by route.",
+		}, []string{"route"}),
+		CapacityRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "twilio_webhook_capacity_refusals_total",
+			Help: "Requests and stream upgrades refused with 503 because a per-replica cap was reached, by kind (connections, streams, legacy_pending_streams).",
+		}, []string{"kind"}),
 	}
 	for _, c := range []prometheus.Collector{
 		m.Requests, m.SignatureFailures, m.ActiveStreams, m.Streams, m.FramesRelayed, m.FramesDropped,
 		m.AgentDial, m.RecordingCallbacks, m.RecordingDuplicates, m.RecordingDuration, m.RoutedNumbers,
-		m.StreamTokenKeyReloads,
+		m.StreamTokenKeyReloads, m.AgentDialsRefused,
+		m.Throttled, m.CapacityRefusals,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register metrics: %w", err)

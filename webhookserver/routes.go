@@ -3,10 +3,12 @@ package webhookserver
 import (
 	"errors"
 	"io"
+	"math"
 	"mime"
 	"net/http"
 	"net/url"
 	"strconv"
+	"time"
 )
 
 // Request outcomes, as metric labels.
@@ -23,6 +25,9 @@ const (
 	outcomeMethodNotAllowed  = "method_not_allowed"
 	outcomeUnsupportedMedia  = "unsupported_media_type"
 	outcomeUnavailable       = "unavailable"
+	outcomeOverCapacity      = "over_capacity"
+	outcomeThrottled         = "throttled"
+	outcomeNotFound          = "not_found"
 	outcomeUpgraded          = "upgraded"
 	outcomeUpgradeFailed     = "upgrade_failed"
 	outcomeInternalError     = "internal_error"
@@ -47,11 +52,11 @@ func (s *Server) handleVoice(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	callSID, to, from, accountSID := form.Get("CallSid"), form.Get("To"), form.Get("From"), form.Get("AccountSid")
-	if callSID == "" || to == "" {
+	if callSID == "" || to == "" || !validAccountSID(accountSID) {
 		s.respond(w, routeVoice, outcomeBadRequest, http.StatusBadRequest)
 		return
 	}
-	log := s.log.WithValues("callSid", callSID, "to", to)
+	log := s.log.WithValues("callSid", logValue(callSID), "to", logValue(to))
 
 	route, found := s.opts.Routes.Lookup(to)
 	outcome := outcomeOK
@@ -70,7 +75,7 @@ func (s *Server) handleVoice(w http.ResponseWriter, r *http.Request) {
 		s.writeXML(w, routeVoice, outcome, s.hangup)
 		return
 	}
-	doc := s.answers.render(route.Record, from, to, s.tokens.Load().issue(callSID, to, accountSID))
+	doc := s.answers.render(route.Record, accountSID, from, to, s.tokens.Load().issue(callSID, to, accountSID))
 	log.Info("Answering call", "object", route.Object.String(), "record", route.Record)
 	s.writeXML(w, routeVoice, outcomeOK, doc)
 }
@@ -94,11 +99,11 @@ func (s *Server) handleRecording(w http.ResponseWriter, r *http.Request) {
 	}
 	s.metrics.RecordingCallbacks.WithLabelValues(recordingStatusLabel(status)).Inc()
 	kv := []any{
-		"recordingSid", recSID, "callSid", form.Get("CallSid"), "accountSid", form.Get("AccountSid"),
-		"status", status, "duration", form.Get("RecordingDuration"), "channels", form.Get("RecordingChannels"),
+		"recordingSid", logValue(recSID), "callSid", logValue(form.Get("CallSid")), "accountSid", logValue(form.Get("AccountSid")),
+		"status", logValue(status), "duration", logValue(form.Get("RecordingDuration")), "channels", logValue(form.Get("RecordingChannels")),
 	}
 	if code := form.Get("ErrorCode"); code != "" && code != "0" {
-		kv = append(kv, "errorCode", code)
+		kv = append(kv, "errorCode", logValue(code))
 	}
 	if s.recordings.seen(recSID + "\x00" + status) {
 		s.metrics.RecordingDuplicates.Inc()
@@ -106,7 +111,7 @@ func (s *Server) handleRecording(w http.ResponseWriter, r *http.Request) {
 		s.respond(w, routeRecording, outcomeDuplicate, http.StatusNoContent)
 		return
 	}
-	if d, err := strconv.ParseFloat(form.Get("RecordingDuration"), 64); err == nil && status == "completed" && d >= 0 {
+	if d, ok := recordingDuration(form.Get("RecordingDuration"), s.limits.MaxRecordingDuration); ok && status == "completed" {
 		s.metrics.RecordingDuration.Observe(d)
 	}
 	s.log.Info("Recording status", kv...)
@@ -124,15 +129,28 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// The message body and the sender are personal data: not logged.
-	s.log.Info("SMS event", "messageSid", form.Get("MessageSid"), "accountSid", form.Get("AccountSid"),
-		"to", form.Get("To"), "status", form.Get("SmsStatus"), "numMedia", form.Get("NumMedia"))
+	s.log.Info("SMS event", "messageSid", logValue(form.Get("MessageSid")), "accountSid", logValue(form.Get("AccountSid")),
+		"to", logValue(form.Get("To")), "status", logValue(form.Get("SmsStatus")), "numMedia", logValue(form.Get("NumMedia")))
 	s.writeXML(w, routeEvents, outcomeOK, s.emptyMessaging)
+}
+
+// recordingDuration is a RecordingDuration as observed: a finite number of
+// seconds, at least 0 (ok is false otherwise: not observed), clamped to max.
+func recordingDuration(v string, max time.Duration) (float64, bool) {
+	d, err := strconv.ParseFloat(v, 64)
+	if err != nil || math.IsNaN(d) || math.IsInf(d, 0) || d < 0 {
+		return 0, false
+	}
+	return math.Min(d, max.Seconds()), true
 }
 
 // readSignedForm reads a form-encoded body (bounded) and checks its
 // signature with the auth tokens of its AccountSid. On failure it has already
-// answered (413, 415, 400 or 403) and returns false.
+// answered (429, 413, 415, 400 or 403) and returns false.
 func (s *Server) readSignedForm(w http.ResponseWriter, r *http.Request, route string) (url.Values, bool) {
+	if !s.allowClient(w, r, route) {
+		return nil, false
+	}
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != contentTypeFormURLEncode {
 		s.respond(w, route, outcomeUnsupportedMedia, http.StatusUnsupportedMediaType)
 		return nil, false
@@ -154,25 +172,45 @@ func (s *Server) readSignedForm(w http.ResponseWriter, r *http.Request, route st
 	}
 	sig := r.Header.Get(signatureHeader)
 	if sig == "" {
-		s.refuseSignature(w, route, sigMissing)
+		s.refuseSignature(w, r, route, sigMissing)
 		return nil, false
 	}
 	validators := s.opts.Routes.Validators(form.Get("AccountSid"))
 	if len(validators) == 0 {
-		s.refuseSignature(w, route, sigUnknownAccount)
+		s.refuseSignature(w, r, route, sigUnknownAccount)
 		return nil, false
 	}
 	if !s.sig.checkForm(r, form, sig, validators) {
-		s.refuseSignature(w, route, sigInvalid)
+		s.refuseSignature(w, r, route, sigInvalid)
 		return nil, false
 	}
 	return form, true
 }
 
-func (s *Server) refuseSignature(w http.ResponseWriter, route, reason string) {
+// refuseSignature answers 403 and charges the failure to the client.
+func (s *Server) refuseSignature(w http.ResponseWriter, r *http.Request, route, reason string) {
 	s.metrics.SignatureFailures.WithLabelValues(route, reason).Inc()
+	if s.throttle != nil {
+		s.throttle.failed(clientKey(r))
+	}
 	s.log.Info("Refusing request: bad signature", "route", route, "reason", reason)
 	s.respond(w, route, outcomeForbidden, http.StatusForbidden)
+}
+
+// allowClient answers 429 and returns false when r's client failed
+// authentication too often lately (see failureThrottle).
+func (s *Server) allowClient(w http.ResponseWriter, r *http.Request, route string) bool {
+	if s.throttle == nil {
+		return true
+	}
+	ok, wait := s.throttle.allowed(clientKey(r))
+	if ok {
+		return true
+	}
+	s.metrics.Throttled.WithLabelValues(route).Inc()
+	w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+	s.respond(w, route, outcomeThrottled, http.StatusTooManyRequests)
+	return false
 }
 
 func (s *Server) refuseMethod(w http.ResponseWriter, route, allow string) {

@@ -64,7 +64,7 @@ func TestVoiceAnswer(t *testing.T) {
 	g.Expect(doc.Start.Recording.Channels).To(Equal("dual"))
 	g.Expect(doc.Start.Recording.Track).To(Equal("both"))
 	g.Expect(doc.Start.Recording.Callback).To(Equal(testPublicURL + RecordingPath))
-	g.Expect(doc.Connect.Stream.URL).To(Equal(testStreamURL))
+	g.Expect(doc.Connect.Stream.URL).To(Equal(testStreamURL+"/"+acct.sid), "the stream URL names the account")
 	p := doc.params()
 	g.Expect(p).To(HaveKeyWithValue("from", from))
 	g.Expect(p).To(HaveKeyWithValue("to", "+14155550100"))

@@ -46,12 +46,18 @@ func Run(ctx context.Context, cfg Config, restCfg *rest.Config, log logr.Logger)
 		return err
 	}
 	log.Info("Stream token keys loaded", "keys", len(keys), "fingerprint", fingerprint(keys)[:12])
+	agentEgress, err := cfg.agentEgressPolicy()
+	if err != nil {
+		return err
+	}
+	log.Info("Agent egress policy", "allowedDestinations", cfg.AgentAllowedDestinations, "allowLoopbackAgents", cfg.AllowLoopbackAgents)
 	srv, err := New(Options{
 		PublicURL:           cfg.PublicURL,
 		Routes:              routing,
 		TokenKeys:           keys,
 		TokenTTL:            cfg.StreamTokenTTL,
 		AgentDialTimeout:    cfg.AgentDialTimeout,
+		AgentEgress:         agentEgress,
 		ShutdownGracePeriod: cfg.ShutdownGracePeriod,
 		Metrics:             metrics,
 		Log:                 log,

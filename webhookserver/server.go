@@ -12,15 +12,22 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/gorilla/websocket"
+
+	"github.com/loquent/twilio-voice-operator/internal/egress"
 )
 
-// Paths served on the webhook listener.
+// Paths served on the webhook listener. A media stream's path names its
+// account: StreamPath + "/" + AccountSid (StreamURLPath), a part of the URL
+// Twilio signs, so an upgrade is checked against that one account's tokens.
+// StreamPath alone is the legacy form, still served for the streams of calls
+// answered before the upgrade to per-account stream URLs (see handleStream).
 const (
 	VoicePath     = "/twilio/voice"
 	StreamPath    = "/twilio/stream"
@@ -63,6 +70,33 @@ type Limits struct {
 	// callbacks remembered to recognise duplicates.
 	RecordingDedupSize int
 	RecordingDedupTTL  time.Duration
+
+	// MaxStreams caps the media streams open at once on this replica,
+	// upgrades still being checked included; over it an upgrade gets 503.
+	MaxStreams int
+	// MaxConnections caps the HTTP connections open at once on this replica
+	// (a connection upgraded to a stream leaves this count for MaxStreams'); a
+	// request on a connection accepted over the cap gets 503, and the
+	// connection is closed.
+	MaxConnections int
+	// MaxLegacyPending caps the streams on the legacy path (StreamPath) that
+	// wait for their start message: they are authenticated only then.
+	MaxLegacyPending int
+	// SignatureFailureBurst and SignatureFailureRate throttle clients whose
+	// requests fail authentication (signature, stream token): a client may
+	// fail SignatureFailureBurst times, then once per 1/SignatureFailureRate
+	// seconds; until then its requests get 429 before any check. A negative
+	// burst turns throttling off.
+	SignatureFailureBurst int
+	SignatureFailureRate  float64
+	// ThrottleClients bounds how many clients the throttle remembers.
+	ThrottleClients int
+	// UsedTokensSize bounds how many stream tokens are remembered as used
+	// (each until it expires), so that a token opens one stream per replica.
+	UsedTokensSize int
+	// MaxRecordingDuration is the largest RecordingDuration observed in the
+	// histogram; larger values are clamped to it.
+	MaxRecordingDuration time.Duration
 }
 
 // DefaultLimits are the limits used for zero Limits fields.
@@ -81,9 +115,17 @@ var DefaultLimits = Limits{
 	HTTPReadHeaderTimeout: 5 * time.Second,
 	HTTPReadTimeout:       15 * time.Second,
 	HTTPWriteTimeout:      15 * time.Second,
-	HTTPIdleTimeout:       120 * time.Second,
+	HTTPIdleTimeout:       30 * time.Second,
 	RecordingDedupSize:    100_000,
 	RecordingDedupTTL:     24 * time.Hour,
+	MaxStreams:            2000,
+	MaxConnections:        4096,
+	MaxLegacyPending:      64,
+	SignatureFailureBurst: 20,
+	SignatureFailureRate:  1,
+	ThrottleClients:       10_000,
+	UsedTokensSize:        100_000,
+	MaxRecordingDuration:  24 * time.Hour,
 }
 
 func (l Limits) withDefaults() Limits {
@@ -111,6 +153,23 @@ func (l Limits) withDefaults() Limits {
 	if l.RecordingDedupSize <= 0 {
 		l.RecordingDedupSize = d.RecordingDedupSize
 	}
+	setInt := func(v *int, def int) {
+		if *v <= 0 {
+			*v = def
+		}
+	}
+	setInt(&l.MaxStreams, d.MaxStreams)
+	setInt(&l.MaxConnections, d.MaxConnections)
+	setInt(&l.MaxLegacyPending, d.MaxLegacyPending)
+	setInt(&l.ThrottleClients, d.ThrottleClients)
+	setInt(&l.UsedTokensSize, d.UsedTokensSize)
+	if l.SignatureFailureBurst == 0 { // negative: off
+		l.SignatureFailureBurst = d.SignatureFailureBurst
+	}
+	if !(l.SignatureFailureRate > 0) {
+		l.SignatureFailureRate = d.SignatureFailureRate
+	}
+	setDur(&l.MaxRecordingDuration, d.MaxRecordingDuration)
 	setDur(&l.ControlEnqueueTimeout, d.ControlEnqueueTimeout)
 	setDur(&l.StreamIdleTimeout, d.StreamIdleTimeout)
 	setDur(&l.PingInterval, d.PingInterval)
@@ -139,6 +198,10 @@ type Options struct {
 	TokenTTL time.Duration
 	// AgentDialTimeout bounds connecting to an agent, handshake included.
 	AgentDialTimeout time.Duration
+	// AgentEgress polices agent destinations on the resolved IP:port at dial
+	// time (agent URLs are tenant input). Nil uses the default policy:
+	// loopback, link-local, unspecified and multicast refused, no allow-list.
+	AgentEgress *egress.Policy
 	// ShutdownGracePeriod is how long live streams may continue after Serve's
 	// context ends.
 	ShutdownGracePeriod time.Duration
@@ -171,6 +234,13 @@ type Server struct {
 	dialer   *websocket.Dialer
 
 	recordings *dedupSet
+	// usedTokens are the stream tokens that opened a stream here.
+	usedTokens *dedupSet
+	throttle   *failureThrottle
+	// conns counts open HTTP connections (not yet upgraded); legacyPending
+	// the legacy-path streams not yet authenticated.
+	conns         atomic.Int64
+	legacyPending atomic.Int64
 
 	draining atomic.Bool
 	streams  streamTracker
@@ -209,6 +279,13 @@ func New(opts Options) (*Server, error) {
 	if opts.AgentDialTimeout <= 0 {
 		opts.AgentDialTimeout = 5 * time.Second
 	}
+	if opts.AgentEgress == nil {
+		p, err := egress.New(egress.Options{})
+		if err != nil {
+			return nil, fmt.Errorf("agent egress policy: %w", err)
+		}
+		opts.AgentEgress = p
+	}
 	limits := opts.Limits.withDefaults()
 	hangup, err := hangupTwiML()
 	if err != nil {
@@ -219,7 +296,7 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	sig := newSignatureChecker(opts.PublicURL)
-	answers, err := newAnswerTemplates(opts.PublicURL+RecordingPath, sig.streamURL[0]+StreamPath)
+	answers, err := newAnswerTemplates(opts.PublicURL+RecordingPath, sig.streamBase+StreamPath+"/")
 	if err != nil {
 		return nil, err
 	}
@@ -244,14 +321,10 @@ func New(opts Options) (*Server, error) {
 			// sends no browser Origin.
 			CheckOrigin: func(*http.Request) bool { return true },
 		},
-		dialer: &websocket.Dialer{
-			HandshakeTimeout: opts.AgentDialTimeout,
-			ReadBufferSize:   1024,
-			WriteBufferSize:  1024,
-			WriteBufferPool:  wsWriteBuffers,
-			Proxy:            http.ProxyFromEnvironment,
-		},
+		dialer:     newAgentDialer(opts.AgentDialTimeout, opts.AgentEgress, opts.Metrics),
 		recordings: newDedupSet(limits.RecordingDedupSize, limits.RecordingDedupTTL),
+		usedTokens: newDedupSet(limits.UsedTokensSize, opts.TokenTTL),
+		throttle:   newFailureThrottle(limits.SignatureFailureBurst, limits.SignatureFailureRate, limits.ThrottleClients),
 	}
 	s.tokens.Store(&tokenSigner{keys: opts.TokenKeys, ttl: opts.TokenTTL, now: time.Now})
 	s.streamCtx, s.cancelStream = context.WithCancel(context.Background())
@@ -266,10 +339,46 @@ var wsWriteBuffers = &sync.Pool{}
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc(VoicePath, s.handleVoice)
-	mux.HandleFunc(StreamPath, s.handleStream)
+	mux.HandleFunc(StreamPath, s.handleStream)     // legacy: no account in the path
+	mux.HandleFunc(StreamPath+"/", s.handleStream) // StreamPath/{AccountSid}
 	mux.HandleFunc(RecordingPath, s.handleRecording)
 	mux.HandleFunc(EventsPath, s.handleEvents)
-	return mux
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if over, _ := r.Context().Value(overConnectionCap{}).(bool); over {
+			// Accepted over MaxConnections (see Serve): refuse, and close.
+			w.Header().Set("Connection", "close")
+			s.metrics.CapacityRefusals.WithLabelValues(capConnections).Inc()
+			s.respond(w, routeLabel(r.URL.Path), outcomeOverCapacity, http.StatusServiceUnavailable)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// overConnectionCap marks, in a connection's context, a connection accepted
+// while MaxConnections were already open.
+type overConnectionCap struct{}
+
+// Capacity kinds, as metric labels.
+const (
+	capConnections  = "connections"
+	capStreams      = "streams"
+	capLegacyStream = "legacy_pending_streams"
+)
+
+// routeLabel is the metric route of a path (a fixed set).
+func routeLabel(path string) string {
+	switch {
+	case path == VoicePath:
+		return routeVoice
+	case path == RecordingPath:
+		return routeRecording
+	case path == EventsPath:
+		return routeEvents
+	case path == StreamPath || strings.HasPrefix(path, StreamPath+"/"):
+		return routeStream
+	}
+	return "other"
 }
 
 // Ready reports whether the server should receive new calls: the routing
@@ -293,6 +402,20 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		WriteTimeout:      s.limits.HTTPWriteTimeout,
 		IdleTimeout:       s.limits.HTTPIdleTimeout,
 		MaxHeaderBytes:    16 << 10,
+		// Every accepted connection is counted until it closes or is
+		// upgraded (hijacked); those accepted over the cap are marked, and
+		// their first request is refused (Handler).
+		ConnContext: func(ctx context.Context, _ net.Conn) context.Context {
+			if s.conns.Add(1) > int64(s.limits.MaxConnections) {
+				return context.WithValue(ctx, overConnectionCap{}, true)
+			}
+			return ctx
+		},
+		ConnState: func(_ net.Conn, st http.ConnState) {
+			if st == http.StateClosed || st == http.StateHijacked {
+				s.conns.Add(-1)
+			}
+		},
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
@@ -336,18 +459,29 @@ type streamTracker struct {
 	idle chan struct{} // closed while n == 0; replaced when n leaves 0
 }
 
-// admit registers a new stream unless draining; release must follow.
-func (t *streamTracker) admit(draining *atomic.Bool) bool {
+// Reasons admit refuses a stream.
+const (
+	admitted = iota
+	admitDraining
+	admitFull
+)
+
+// admit registers a new stream unless draining or max streams are live;
+// release must follow an admitted stream.
+func (t *streamTracker) admit(draining *atomic.Bool, max int) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if draining.Load() {
-		return false
+		return admitDraining
+	}
+	if t.n >= max {
+		return admitFull
 	}
 	if t.n == 0 {
 		t.idle = make(chan struct{})
 	}
 	t.n++
-	return true
+	return admitted
 }
 
 func (t *streamTracker) release() {

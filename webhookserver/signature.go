@@ -31,8 +31,13 @@ type AccountValidator struct {
 // URI (never the Host the request reached the pod with), and the port forms
 // the validator tries by itself.
 type signatureChecker struct {
-	publicURL string   // https://host, no trailing slash
-	streamURL []string // the origins a WebSocket upgrade may have been signed over, preferred first
+	publicURL string // https://host, no trailing slash
+	// streamBase is the origin of the stream URL the TwiML names: wss://host
+	// (ws:// for an http:// public URL).
+	streamBase string
+	// upgradeOrigins are the origins a WebSocket upgrade may have been
+	// signed over, preferred first.
+	upgradeOrigins []string
 }
 
 func newSignatureChecker(publicURL string) signatureChecker {
@@ -43,8 +48,16 @@ func newSignatureChecker(publicURL string) signatureChecker {
 	}
 	// Twilio reportedly signs the upgrade over the wss:// URL it dialled
 	// (twilio-facts §5.1, UNCONFIRMED for Media Streams), so try that first and
-	// the https:// form second.
-	return signatureChecker{publicURL: publicURL, streamURL: []string{ws + host, publicURL}}
+	// the https:// form second. The validator tries each URL as given, with
+	// its port removed, and (when it has none) with the scheme's default port
+	// added, a default it knows only for https: for wss it would add :80. Twilio
+	// is inconsistent about ports (§2.5), so the wss origin is given with :443:
+	// as given that is wss://host:443/…, and with the port removed wss://host/….
+	wssOrigin := ws + host
+	if u, err := url.Parse(publicURL); err == nil && u.Port() == "" && ws == "wss://" {
+		wssOrigin += ":443"
+	}
+	return signatureChecker{publicURL: publicURL, streamBase: ws + host, upgradeOrigins: []string{wssOrigin, publicURL}}
 }
 
 // checkForm reports whether sig is Twilio's signature of the POST r with
@@ -65,32 +78,18 @@ func (c signatureChecker) checkForm(r *http.Request, form url.Values, sig string
 	return false
 }
 
-// checkUpgrade returns the SIDs of the accounts under whose auth tokens sig
-// validates the WebSocket upgrade r (signed over the stream URL with no
-// params). The upgrade carries no AccountSid, so every known token is tried;
-// the stream's start message must later name one of the returned accounts,
-// and its per-call token binds it to that account.
-func (c signatureChecker) checkUpgrade(r *http.Request, sig string, validators []AccountValidator) []string {
-	var matched []string
-	uri := r.URL.RequestURI()
+// checkUpgrade reports whether sig is Twilio's signature of the WebSocket
+// upgrade to uri (signed over the stream URL, with no params) under one of
+// validators: the tokens of the one account the stream is for, so the cost
+// of a check does not grow with the number of accounts.
+func (c signatureChecker) checkUpgrade(uri, sig string, validators []AccountValidator) bool {
 	empty := map[string]string{}
 	for i := range validators {
-		v := &validators[i]
-		for _, origin := range c.streamURL {
-			if v.Validator.Validate(origin+uri, empty, sig) {
-				matched = appendUnique(matched, v.AccountSID)
-				break
+		for _, origin := range c.upgradeOrigins {
+			if validators[i].Validator.Validate(origin+uri, empty, sig) {
+				return true
 			}
 		}
 	}
-	return matched
-}
-
-func appendUnique(s []string, v string) []string {
-	for _, x := range s {
-		if x == v {
-			return s
-		}
-	}
-	return append(s, v)
+	return false
 }

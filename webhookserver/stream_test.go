@@ -44,14 +44,14 @@ func TestFullCall(t *testing.T) {
 	c.open(nil)
 	ac := agent.accept(g)
 
-	// The agent gets Twilio's own opening, unchanged, with the routing parameters.
+	// The agent gets Twilio's own opening, with the routing parameters: connected
+	// unchanged, start without the stream token and otherwise the same.
 	g.Expect(ac.next(g)).To(Equal(c.opening[0]))
 	start := ac.next(g)
-	g.Expect(start).To(Equal(c.opening[1]))
+	g.Expect(start).To(MatchJSON(withoutToken(t, c.opening[1])))
 	var sm startMessage
 	g.Expect(json.Unmarshal(start, &sm)).To(Succeed())
-	g.Expect(sm.Start.CustomParameters).To(HaveKeyWithValue("from", "+15550001"))
-	g.Expect(sm.Start.CustomParameters).To(HaveKeyWithValue("to", "+14155550130"))
+	g.Expect(sm.Start.CustomParameters).To(Equal(map[string]string{"from": "+15550001", "to": "+14155550130"}))
 
 	// Caller audio, DTMF and a mark reach the agent unchanged and in order.
 	for i := 1; i <= 50; i++ {
@@ -111,30 +111,60 @@ func TestPlainHTTPPublicURL(t *testing.T) {
 		resp := h.postSigned(VoicePath, form, sign(acct.token, "http://demo.local:8080"+VoicePath, form))
 		doc := parseTwiML(t, readBody(t, resp))
 		g.Expect(doc.Connect).NotTo(BeNil())
-		g.Expect(doc.Connect.Stream.URL).To(Equal("ws://demo.local:8080" + StreamPath))
+		g.Expect(doc.Connect.Stream.URL).To(Equal("ws://demo.local:8080" + StreamPath + "/" + acct.sid))
 		g.Expect(doc.Start.Recording.Callback).To(Equal("http://demo.local:8080" + RecordingPath))
 	}).Should(Succeed())
-	hdr := http.Header{signatureHeader: {sign(acct.token, "ws://demo.local:8080"+StreamPath, nil)}}
-	conn, resp, err := websocket.DefaultDialer.Dial("ws://"+h.addr+StreamPath, hdr)
+	conn, resp, err := h.dialStreamURL("ws://demo.local:8080"+StreamPath+"/"+acct.sid, acct.token)
 	g.Expect(err).NotTo(HaveOccurred(), "%v", resp)
 	_ = conn.Close()
 }
 
+// withoutToken is a start message as the agent must get it: without the
+// stream token.
+func withoutToken(t testing.TB, start []byte) []byte {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(start, &m); err != nil {
+		t.Fatal(err)
+	}
+	delete(m["start"].(map[string]any)["customParameters"].(map[string]any), paramToken)
+	b, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestStreamUpgradeRefused: an upgrade at StreamPath/{AccountSid} is
+// accepted only when signed over that URL (wss or https, with or without
+// :443) with that one account's token.
 func TestStreamUpgradeRefused(t *testing.T) {
 	ns := newNamespace(t)
 	acct := createAccount(t, ns, "main")
+	other := createAccount(t, ns, "other")
 	h := startServer(t, ns)
+	NewWithT(t).Eventually(func() int { return len(h.routing.AllValidators()) }).Should(Equal(2))
+	path := StreamPath + "/" + acct.sid
+	streamURL := testStreamURL + "/" + acct.sid
 	cases := []struct {
 		name   string
+		path   string
 		sig    string
 		status int
 	}{
-		{"missing signature", "", http.StatusForbidden},
-		{"forged signature", sign("guessed", testStreamURL, nil), http.StatusForbidden},
-		{"signed over the pod's host", sign(acct.token, "ws://"+h.addr+StreamPath, nil), http.StatusForbidden},
-		{"signed with params", sign(acct.token, testStreamURL, map[string][]string{"To": {"+1"}}), http.StatusForbidden},
-		{"signed over wss", sign(acct.token, testStreamURL, nil), http.StatusSwitchingProtocols},
-		{"signed over https", sign(acct.token, testPublicURL+StreamPath, nil), http.StatusSwitchingProtocols},
+		{"missing signature", path, "", http.StatusForbidden},
+		{"forged signature", path, sign("guessed", streamURL, nil), http.StatusForbidden},
+		{"signed over the pod's host", path, sign(acct.token, "ws://"+h.addr+path, nil), http.StatusForbidden},
+		{"signed with params", path, sign(acct.token, streamURL, map[string][]string{"To": {"+1"}}), http.StatusForbidden},
+		{"signed with another account's token", path, sign(other.token, streamURL, nil), http.StatusForbidden},
+		{"signed for another account's URL", path, sign(acct.token, testStreamURL+"/"+other.sid, nil), http.StatusForbidden},
+		{"unknown account", StreamPath + "/" + newAccountSID(), sign(acct.token, streamURL, nil), http.StatusForbidden},
+		{"not an account SID", StreamPath + "/x" + acct.sid, sign(acct.token, streamURL, nil), http.StatusNotFound},
+		{"below the account", path + "/x", sign(acct.token, streamURL+"/x", nil), http.StatusNotFound},
+		{"signed over wss", path, sign(acct.token, streamURL, nil), http.StatusSwitchingProtocols},
+		{"signed over wss with :443", path, sign(acct.token, "wss://voice.example.test:443"+path, nil), http.StatusSwitchingProtocols},
+		{"signed over https", path, sign(acct.token, testPublicURL+path, nil), http.StatusSwitchingProtocols},
+		{"signed over https with :443", path, sign(acct.token, "https://voice.example.test:443"+path, nil), http.StatusSwitchingProtocols},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -143,7 +173,7 @@ func TestStreamUpgradeRefused(t *testing.T) {
 			if c.sig != "" {
 				hdr.Set(signatureHeader, c.sig)
 			}
-			conn, resp, err := websocket.DefaultDialer.Dial("ws://"+h.addr+StreamPath, hdr)
+			conn, resp, err := websocket.DefaultDialer.Dial("ws://"+h.addr+c.path, hdr)
 			g.Expect(resp).NotTo(BeNil(), "%v", err)
 			g.Expect(resp.StatusCode).To(Equal(c.status))
 			if conn != nil {
@@ -154,8 +184,9 @@ func TestStreamUpgradeRefused(t *testing.T) {
 		})
 	}
 	g := NewWithT(t)
-	g.Expect(counterValue(h.metrics.SignatureFailures.WithLabelValues(routeStream, sigInvalid))).To(Equal(3.0))
+	g.Expect(counterValue(h.metrics.SignatureFailures.WithLabelValues(routeStream, sigInvalid))).To(Equal(5.0))
 	g.Expect(counterValue(h.metrics.SignatureFailures.WithLabelValues(routeStream, sigMissing))).To(Equal(1.0))
+	g.Expect(counterValue(h.metrics.SignatureFailures.WithLabelValues(routeStream, sigUnknownAccount))).To(Equal(1.0))
 }
 
 // TestStreamTokenKeyRotationAcrossReplicas: in the middle of a key rotation
@@ -174,7 +205,7 @@ func TestStreamTokenKeyRotationAcrossReplicas(t *testing.T) {
 	c.open(nil)
 	ac := agent.accept(g)
 	g.Expect(ac.next(g)).To(Equal(c.opening[0]))
-	g.Expect(ac.next(g)).To(Equal(c.opening[1]), "the stream started on the other replica")
+	g.Expect(ac.next(g)).To(MatchJSON(withoutToken(t, c.opening[1])), "the stream started on the other replica")
 	c.hangUp()
 	ac.waitClosed(g)
 
@@ -215,12 +246,18 @@ func TestStreamTokenRefused(t *testing.T) {
 		}},
 		{"missing", func(c *call) map[string]string { return map[string]string{"token": ""} }},
 		{"garbage", func(c *call) map[string]string { return map[string]string{"token": "v1.x.y"} }},
-		{"start names an account the upgrade was not signed for", func(c *call) map[string]string {
+		{"start names an account other than the stream URL's", func(c *call) map[string]string {
 			c.acct = account{sid: other.sid, token: acct.token}
 			return nil
 		}},
 		{"token of another account", func(c *call) map[string]string {
 			c.acct = other
+			c.streamURL = testStreamURL + "/" + other.sid
+			return nil
+		}},
+		{"start names another account on the legacy path", func(c *call) map[string]string {
+			c.acct = other
+			c.streamURL = testStreamURL
 			return nil
 		}},
 	}

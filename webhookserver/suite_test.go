@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha1"
 	"encoding/base64"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -33,6 +34,7 @@ import (
 
 	twiliov1 "github.com/loquent/twilio-voice-operator/api/v1alpha1"
 	"github.com/loquent/twilio-voice-operator/internal/controlplane"
+	"github.com/loquent/twilio-voice-operator/internal/egress"
 )
 
 // The suite runs the server against a real kube-apiserver and etcd
@@ -59,6 +61,16 @@ func TestMain(m *testing.M) {
 }
 
 func runSuite(m *testing.M) int {
+	// Fuzzing (make fuzz) needs no API server: the fuzz targets run on
+	// in-memory routes, and the fuzzing engine starts this binary once per
+	// worker.
+	flag.Parse()
+	if f := flag.Lookup("test.fuzz"); f != nil && f.Value.String() != "" {
+		return m.Run()
+	}
+	if f := flag.Lookup("test.fuzzworker"); f != nil && f.Value.String() == "true" {
+		return m.Run()
+	}
 	env, cfg, err := controlplane.Start("..", true)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -201,14 +213,23 @@ func startServer(t testing.TB, ns string, adjust ...func(*Options)) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Test agents run on 127.0.0.1: allowed as with --allow-loopback-agents
+	// (TestAgentDestinationRefused runs without it).
+	agentEgress, err := egress.New(egress.Options{AllowLoopback: true})
+	if err != nil {
+		t.Fatal(err)
+	}
 	opts := Options{
 		PublicURL:           testPublicURL,
 		Routes:              routing,
 		TokenKeys:           [][]byte{testKey},
+		AgentEgress:         agentEgress,
 		ShutdownGracePeriod: time.Minute,
 		Metrics:             metrics,
 		Log:                 testLog(),
-		Limits:              Limits{CloseTimeout: 2 * time.Second},
+		// Tests send many refused requests from one address: no throttling
+		// unless a test turns it on (TestSignatureFailuresThrottled).
+		Limits: Limits{CloseTimeout: 2 * time.Second, SignatureFailureBurst: -1},
 	}
 	for _, a := range adjust {
 		a(&opts)

@@ -69,17 +69,23 @@ func (t tokenSigner) issue(callSID, to, accountSID string) string {
 // verify checks that token was issued with one of the keys for exactly this
 // call, number and account, and has not expired.
 func (t tokenSigner) verify(token, callSID, to, accountSID string) error {
+	_, err := t.verifyExp(token, callSID, to, accountSID)
+	return err
+}
+
+// verifyExp is verify, returning the token's expiry (Unix seconds) too.
+func (t tokenSigner) verifyExp(token, callSID, to, accountSID string) (int64, error) {
 	version, rest, ok := strings.Cut(token, ".")
 	if !ok || version != tokenVersion {
-		return errTokenMalformed
+		return 0, errTokenMalformed
 	}
 	expRaw, sig, ok := strings.Cut(rest, ".")
 	if !ok {
-		return errTokenMalformed
+		return 0, errTokenMalformed
 	}
 	exp, err := strconv.ParseInt(expRaw, 10, 64)
 	if err != nil {
-		return errTokenMalformed
+		return 0, errTokenMalformed
 	}
 	// The MAC is compared before the expiry so that a forged token is
 	// reported as a mismatch, never as "expired".
@@ -88,12 +94,12 @@ func (t tokenSigner) verify(token, callSID, to, accountSID string) error {
 		matched = matched || hmac.Equal([]byte(sig), []byte(mac(key, callSID, to, accountSID, exp)))
 	}
 	if !matched {
-		return errTokenMismatch
+		return 0, errTokenMismatch
 	}
 	if t.now().Unix() > exp {
-		return errTokenExpired
+		return 0, errTokenExpired
 	}
-	return nil
+	return exp, nil
 }
 
 // mac length-prefixes every field so that no two different claim sets can

@@ -22,7 +22,7 @@ const unavailableMessage = "Sorry, this number cannot take your call right now. 
 type answer struct {
 	record            bool
 	recordingCallback string // absolute URL of /twilio/recording
-	streamURL         string // wss://host/twilio/stream (ws:// for an http public URL)
+	streamURL         string // wss://host/twilio/stream/{AccountSid} (ws:// for an http public URL)
 	from, to, token   string
 }
 
@@ -60,20 +60,25 @@ func answerTwiML(a answer) (string, error) {
 // Placeholders stand for the per-call parameter values in the pre-rendered
 // answers; they are XML-safe, so twiml leaves them as they are.
 const (
-	placeholderFrom  = "__tvo_param_from__"
-	placeholderTo    = "__tvo_param_to__"
-	placeholderToken = "__tvo_param_token__" //nolint:gosec // a placeholder, not a credential
+	placeholderAccount = "__tvo_param_account__"
+	placeholderFrom    = "__tvo_param_from__"
+	placeholderTo      = "__tvo_param_to__"
+	placeholderToken   = "__tvo_param_token__" //nolint:gosec // a placeholder, not a credential
 )
 
 // answerTemplates are the two possible answers (with and without recording),
 // rendered once by twilio-go's twiml package with placeholder parameter
 // values. Rendering through twiml/etree was ~40% of the voice handler's CPU;
-// a call now only substitutes its three XML-escaped values.
+// a call now only substitutes its account SID (in the stream URL's path) and
+// three XML-escaped values.
 type answerTemplates struct {
 	withRecording, withoutRecording string
 }
 
-func newAnswerTemplates(recordingCallback, streamURL string) (answerTemplates, error) {
+// newAnswerTemplates renders the templates; the stream URL of an answer is
+// streamURLPrefix (wss://host/twilio/stream/) followed by the call's account SID.
+func newAnswerTemplates(recordingCallback, streamURLPrefix string) (answerTemplates, error) {
+	streamURL := streamURLPrefix + placeholderAccount
 	var t answerTemplates
 	var err error
 	for _, v := range []struct {
@@ -89,13 +94,33 @@ func newAnswerTemplates(recordingCallback, streamURL string) (answerTemplates, e
 	return t, nil
 }
 
-// render is the answer for one call; values are XML-escaped as attribute values.
-func (t answerTemplates) render(record bool, from, to, token string) string {
+// render is the answer for one call; values are XML-escaped as attribute
+// values. accountSID must satisfy validAccountSID: it becomes a path segment
+// of the stream URL as it is.
+func (t answerTemplates) render(record bool, accountSID, from, to, token string) string {
 	doc := t.withoutRecording
 	if record {
 		doc = t.withRecording
 	}
-	return strings.NewReplacer(placeholderFrom, xmlAttr(from), placeholderTo, xmlAttr(to), placeholderToken, xmlAttr(token)).Replace(doc)
+	return strings.NewReplacer(placeholderAccount, xmlAttr(accountSID),
+		placeholderFrom, xmlAttr(from), placeholderTo, xmlAttr(to), placeholderToken, xmlAttr(token)).Replace(doc)
+}
+
+// validAccountSID reports whether sid can name an account in a stream URL:
+// "AC" and up to 64 ASCII letters and digits (a Twilio account SID is AC and
+// 32 hex digits, which the TwilioAccount CRD enforces), so it needs no
+// escaping in a URL path or in XML.
+func validAccountSID(sid string) bool {
+	if len(sid) < 3 || len(sid) > 66 || !strings.HasPrefix(sid, "AC") {
+		return false
+	}
+	for i := 2; i < len(sid); i++ {
+		c := sid[i]
+		if (c < '0' || c > '9') && (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') {
+			return false
+		}
+	}
+	return true
 }
 
 func xmlAttr(v string) string {

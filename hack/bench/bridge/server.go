@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"github.com/loquent/twilio-voice-operator/internal/egress"
 	"github.com/loquent/twilio-voice-operator/webhookserver"
 )
 
@@ -71,12 +72,18 @@ func startBridgeServer(calls int, agentURL string) (*bridgeServer, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The bench agent runs on 127.0.0.1, as with --allow-loopback-agents.
+	agentEgress, err := egress.New(egress.Options{AllowLoopback: true})
+	if err != nil {
+		return nil, err
+	}
 	srv, err := webhookserver.New(webhookserver.Options{
-		PublicURL: publicURL,
-		Routes:    staticRoutes(calls, agentURL),
-		TokenKeys: [][]byte{[]byte("bench-stream-token-key-0123456789abcdef")},
-		Metrics:   metrics,
-		Log:       zap.New(zap.WriteTo(io.Discard)), // production JSON logger, discarded
+		PublicURL:   publicURL,
+		Routes:      staticRoutes(calls, agentURL),
+		TokenKeys:   [][]byte{[]byte("bench-stream-token-key-0123456789abcdef")},
+		AgentEgress: agentEgress,
+		Metrics:     metrics,
+		Log:         zap.New(zap.WriteTo(io.Discard)), // production JSON logger, discarded
 	})
 	if err != nil {
 		return nil, err
