@@ -150,7 +150,7 @@ func sidOwners(items []twiliov1.TwilioAccount, shared sharedNamespaces) []*twili
 	}
 	var out []*twiliov1.TwilioAccount
 	for _, a := range verified {
-		if olderSIDOwner(a, verified, shared) == nil {
+		if olderSIDOwner(a, true, verified, shared) == nil {
 			out = append(out, a)
 		}
 	}
@@ -158,13 +158,22 @@ func sidOwners(items []twiliov1.TwilioAccount, shared sharedNamespaces) []*twili
 }
 
 // olderSIDOwner returns a verified account among rivals that holds a's SID
-// ahead of a, or nil.
-func olderSIDOwner(a *twiliov1.TwilioAccount, rivals []*twiliov1.TwilioAccount, shared sharedNamespaces) *twiliov1.TwilioAccount {
+// ahead of a, or nil. The older one wins. Creation times have a resolution
+// of one second: within the same second an account that already owned the
+// SID (incumbent) keeps it, so a newcomer cannot take a SID over by racing
+// its owner's creation; between two incumbents namespace/name decides.
+func olderSIDOwner(a *twiliov1.TwilioAccount, incumbent bool, rivals []*twiliov1.TwilioAccount, shared sharedNamespaces) *twiliov1.TwilioAccount {
 	for _, r := range rivals {
 		if r.UID == a.UID || r.Spec.AccountSID != a.Spec.AccountSID || shared.share(r.Namespace, a.Namespace) {
 			continue
 		}
-		if accountBefore(r, a) {
+		if !r.CreationTimestamp.Equal(&a.CreationTimestamp) {
+			if r.CreationTimestamp.Before(&a.CreationTimestamp) {
+				return r
+			}
+			continue
+		}
+		if !incumbent || cmp.Compare(r.Namespace+"/"+r.Name, a.Namespace+"/"+a.Name) < 0 {
 			return r
 		}
 	}
@@ -176,14 +185,6 @@ func olderSIDOwner(a *twiliov1.TwilioAccount, rivals []*twiliov1.TwilioAccount, 
 func accountVerified(a *twiliov1.TwilioAccount) bool {
 	return a.Status.ObservedGeneration == a.Generation &&
 		isConditionReason(a.Status.Conditions, twiliov1.ConditionReady, metav1.ConditionTrue, twiliov1.ReasonVerified)
-}
-
-// accountBefore orders accounts claiming one SID: older first, then by namespace/name.
-func accountBefore(a, b *twiliov1.TwilioAccount) bool {
-	if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
-		return a.CreationTimestamp.Before(&b.CreationTimestamp)
-	}
-	return cmp.Compare(a.Namespace+"/"+a.Name, b.Namespace+"/"+b.Name) < 0
 }
 
 // sharedNamespaces are the namespaces whose TwilioAccounts may use the same

@@ -42,10 +42,11 @@ const (
 var credentialsSecret = types.NamespacedName{Namespace: "default", Name: "webhook-credentials"}
 
 var (
-	k8s      client.Client // direct (uncached) client for assertions
-	emulator *twiliosim.Server
-	simURL   string
-	scheme   = runtime.NewScheme()
+	k8s        client.Client // direct (uncached) client for assertions
+	restConfig *rest.Config  // the admin's, for impersonation
+	emulator   *twiliosim.Server
+	simURL     string
+	scheme     = runtime.NewScheme()
 
 	// writeHook, when set, runs before every patch (object or status) the
 	// manager sends; an error it returns is what the API call returns.
@@ -67,6 +68,7 @@ func runSuite(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	restConfig = cfg
 	defer func() { _ = env.Stop() }()
 
 	emulator = twiliosim.New()

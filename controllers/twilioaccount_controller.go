@@ -47,7 +47,7 @@ func (r *TwilioAccountReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	base := acct.DeepCopy()
-	res, err := r.reconcileAccount(ctx, acct)
+	res, err := r.reconcileAccount(ctx, acct, accountVerified(base))
 	if r.Publisher != nil {
 		defer r.Publisher.Trigger()
 	}
@@ -60,7 +60,7 @@ func (r *TwilioAccountReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	return res, err
 }
 
-func (r *TwilioAccountReconciler) reconcileAccount(ctx context.Context, acct *twiliov1.TwilioAccount) (ctrl.Result, error) {
+func (r *TwilioAccountReconciler) reconcileAccount(ctx context.Context, acct *twiliov1.TwilioAccount, incumbent bool) (ctrl.Result, error) {
 	var managed twiliov1.TwilioPhoneNumberList
 	if err := r.List(ctx, &managed, client.InNamespace(acct.Namespace), client.MatchingFields{IndexAccountRef: acct.Name}); err != nil {
 		return ctrl.Result{}, fmt.Errorf("list TwilioPhoneNumbers of %s: %w", acct.Name, err)
@@ -99,7 +99,7 @@ func (r *TwilioAccountReconciler) reconcileAccount(ctx context.Context, acct *tw
 	switch {
 	case err == nil:
 		acct.Status.FriendlyName, acct.Status.Type, acct.Status.AccountStatus = info.FriendlyName, info.Type, info.Status
-		owner, oerr := r.olderSIDOwner(ctx, acct)
+		owner, oerr := r.olderSIDOwner(ctx, acct, incumbent)
 		if oerr != nil {
 			return ctrl.Result{}, oerr
 		}
@@ -129,7 +129,7 @@ func (r *TwilioAccountReconciler) reconcileAccount(ctx context.Context, acct *tw
 // SID ahead of it (outside the namespaces allowed to share), or nil. Only one
 // of them vouches for the SID's webhooks: a tenant cannot claim another's
 // account by naming its SID, even with valid credentials.
-func (r *TwilioAccountReconciler) olderSIDOwner(ctx context.Context, acct *twiliov1.TwilioAccount) (*twiliov1.TwilioAccount, error) {
+func (r *TwilioAccountReconciler) olderSIDOwner(ctx context.Context, acct *twiliov1.TwilioAccount, incumbent bool) (*twiliov1.TwilioAccount, error) {
 	var same twiliov1.TwilioAccountList
 	if err := r.List(ctx, &same, client.MatchingFields{IndexAccountSID: acct.Spec.AccountSID}); err != nil {
 		return nil, fmt.Errorf("list TwilioAccounts for %s: %w", acct.Spec.AccountSID, err)
@@ -140,7 +140,7 @@ func (r *TwilioAccountReconciler) olderSIDOwner(ctx context.Context, acct *twili
 			rivals = append(rivals, a)
 		}
 	}
-	return olderSIDOwner(acct, rivals, r.Shared), nil
+	return olderSIDOwner(acct, incumbent, rivals, r.Shared), nil
 }
 
 func (r *TwilioAccountReconciler) jittered() time.Duration {

@@ -72,7 +72,7 @@ func parseFlags(out io.Writer, args []string) (Config, error) {
 	var namespaces, tokenSecret, agentAllowed, credentialsSecret string
 	fs := flag.NewFlagSet("webhookserver", flag.ContinueOnError)
 	fs.SetOutput(out)
-	fs.StringVar(&c.PublicURL, "public-url", "", "Public base URL through which Twilio reaches this server, https://host (required). Signatures are checked over it; TwiML points at <public-url>/twilio/recording and wss://host/twilio/stream.")
+	fs.StringVar(&c.PublicURL, "public-url", "", "Public base URL through which Twilio reaches this server, https://host (required). Signatures are checked over it; TwiML points at <public-url>/twilio/recording and wss://host/twilio/stream/{AccountSid}.")
 	fs.BoolVar(&allowHTTP, "allow-http-public-url", false, "Accept an http:// public URL (local demos only; Twilio requires https and wss).")
 	fs.StringVar(&c.ListenAddress, "listen-address", ":8080", "Address of the Twilio webhook and media stream listener.")
 	fs.StringVar(&c.MetricsAddress, "metrics-bind-address", ":9090", "Address of the Prometheus /metrics endpoint; \"0\" disables it.")
@@ -129,8 +129,10 @@ func parseFlags(out io.Writer, args []string) (Config, error) {
 	if c.ShutdownGracePeriod < 0 {
 		errs = append(errs, fmt.Errorf("--shutdown-grace-period must not be negative, got %s", c.ShutdownGracePeriod))
 	}
-	if ns, name, ok := strings.Cut(credentialsSecret, "/"); ok && len(validation.IsDNS1123Label(ns)) == 0 && len(validation.IsDNS1123Subdomain(name)) == 0 {
-		c.CredentialsSecret = types.NamespacedName{Namespace: ns, Name: name} // required once routing reads it (pending)
+	if ns, name, ok := strings.Cut(credentialsSecret, "/"); !ok || len(validation.IsDNS1123Label(ns)) > 0 || len(validation.IsDNS1123Subdomain(name)) > 0 {
+		errs = append(errs, fmt.Errorf("--credentials-secret must be namespace/name of the manager's --webhook-credentials-secret, got %q", credentialsSecret))
+	} else {
+		c.CredentialsSecret = types.NamespacedName{Namespace: ns, Name: name}
 	}
 	switch {
 	case tokenSecret == "" && c.StreamTokenKeyFile == "":

@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
 	twclient "github.com/twilio/twilio-go/client"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	twiliov1 "github.com/loquent/twilio-voice-operator/api/v1alpha1"
+	"github.com/loquent/twilio-voice-operator/internal/credentials"
 )
 
 // Route is one phone number's routing as the cluster declares it.
@@ -59,25 +60,32 @@ type RouteSource interface {
 type RoutingOptions struct {
 	// Namespaces limits the watch to these namespaces; empty watches all.
 	Namespaces []string
+	// CredentialsSecret is the Secret where the manager publishes the auth
+	// tokens of the TwilioAccounts it verified (internal/credentials). It is
+	// the only Secret the routing reads.
+	CredentialsSecret types.NamespacedName
 	// Log receives routing table changes and watch problems.
 	Log logr.Logger
 	// Metrics, when set, gets the routed-numbers gauge updated.
 	Metrics *Metrics
-	// SecretSyncTimeout bounds how long Start waits for the accounts' Secrets
-	// before declaring the table synced anyway (a Secret that cannot be read
-	// must not keep every replica unready). Default 30s.
+	// SecretSyncTimeout bounds how long Start waits for the credentials
+	// Secret before declaring the table synced anyway (a Secret that cannot
+	// be read must not keep every replica unready). Default 30s.
 	SecretSyncTimeout time.Duration
 }
 
-// authTokenKey is the key of the auth token in an account's credentials Secret.
-const authTokenKey = "authToken"
-
 // Routing keeps an in-memory routing table current from the cluster:
 // TwilioPhoneNumbers and TwilioAccounts through a controller-runtime cache,
-// and, read-only, only the Secrets that those accounts reference, each
-// through its own informer narrowed by a metadata.name field selector.
-// Every change rebuilds an immutable table that lookups read through an
-// atomic pointer, so a Twilio request costs a map lookup, never an API call.
+// and the manager's published credentials Secret through an informer
+// narrowed to its name. Every change rebuilds an immutable table that lookups
+// read through an atomic pointer, so a Twilio request costs a map lookup,
+// never an API call.
+//
+// Trust: a number is routed only for the claim the operator let win (the
+// TwilioPhoneNumber found in its account, not in Conflict; ranked by
+// operator-written status), and only when its TwilioAccount is one the
+// manager verified and published; its webhooks verify only under that
+// account's published token.
 type Routing struct {
 	opts    RoutingOptions
 	cache   cache.Cache
@@ -87,8 +95,7 @@ type Routing struct {
 	synced atomic.Bool
 	dirty  chan struct{}
 
-	mu       sync.Mutex // guards watches
-	watches  map[types.NamespacedName]*secretWatch
+	creds    *secretWatch
 	lastSeen map[string]string // number → object key, for change logs
 }
 
@@ -121,12 +128,14 @@ func NewRouting(cfg *rest.Config, opts RoutingOptions) (*Routing, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create clientset: %w", err)
 	}
+	if opts.CredentialsSecret.Name == "" || opts.CredentialsSecret.Namespace == "" {
+		return nil, errors.New("the credentials Secret (namespace/name) is required")
+	}
 	r := &Routing{
 		opts:     opts,
 		cache:    c,
 		secrets:  cs,
 		dirty:    make(chan struct{}, 1),
-		watches:  map[types.NamespacedName]*secretWatch{},
 		lastSeen: map[string]string{},
 	}
 	r.table.Store(&routingTable{routes: map[string]Route{}, byAccount: map[string][]AccountValidator{}})
@@ -145,7 +154,7 @@ func (r *Routing) Start(ctx context.Context) error {
 		},
 		DeleteFunc: func(any) { r.markDirty() },
 	}
-	for _, obj := range []client.Object{&twiliov1.TwilioPhoneNumber{}, &twiliov1.TwilioAccount{}} {
+	for _, obj := range []client.Object{&twiliov1.TwilioPhoneNumber{}} {
 		inf, err := r.cache.GetInformer(ctx, obj)
 		if err != nil {
 			return fmt.Errorf("get informer for %T: %w", obj, err)
@@ -156,17 +165,14 @@ func (r *Routing) Start(ctx context.Context) error {
 	}
 	cacheErr := make(chan error, 1)
 	go func() { cacheErr <- r.cache.Start(ctx) }()
-	defer r.stopAllWatches()
+	r.creds = startSecretWatch(ctx, r.secrets, r.opts.CredentialsSecret, credentials.Key, r.markDirty)
+	defer r.creds.stop()
 	if !r.cache.WaitForCacheSync(ctx) {
 		if ctx.Err() != nil {
 			return nil
 		}
 		return errors.New("routing cache did not sync")
 	}
-
-	// First build starts the Secret watches; wait (bounded) for them, then
-	// build again so the first table readiness reports has the tokens.
-	r.rebuild(ctx)
 	r.waitForSecrets(ctx)
 	r.rebuild(ctx)
 	r.synced.Store(true)
@@ -206,13 +212,13 @@ func (r *Routing) AllValidators() []AccountValidator { return r.table.Load().all
 
 // changesRouting reports whether an update can change the table. The
 // operator writes status (3 times per number while taking it over, and each
-// account's counts every poll); only the spec, and for numbers whether they
-// hold a saved original (ownership order), matter here.
+// account's counts every poll); only the spec, and for numbers the facts the
+// ownership order reads, matter here.
 func changesRouting(oldObj, newObj any) bool {
 	switch o := oldObj.(type) {
 	case *twiliov1.TwilioPhoneNumber:
 		n, ok := newObj.(*twiliov1.TwilioPhoneNumber)
-		return !ok || o.Generation != n.Generation || o.HoldsOriginal() != n.HoldsOriginal()
+		return !ok || o.Generation != n.Generation || o.HoldsOriginal() != n.HoldsOriginal() || claimable(o) != claimable(n)
 	case *twiliov1.TwilioAccount:
 		n, ok := newObj.(*twiliov1.TwilioAccount)
 		return !ok || o.Generation != n.Generation
@@ -228,30 +234,23 @@ func (r *Routing) markDirty() {
 	}
 }
 
-// rebuild computes a new table from the cache and the Secret watches and
-// swaps it in. It also starts watches for newly referenced Secrets and stops
-// those no longer referenced.
+// claimable reports whether the operator has established the object's claim
+// on its number: it found the number in the object's account, and did not
+// find an older claim (Conflict).
+func claimable(n *twiliov1.TwilioPhoneNumber) bool {
+	c := meta.FindStatusCondition(n.Status.Conditions, twiliov1.ConditionReady)
+	return n.Status.PhoneNumberSID != "" && (c == nil || c.Reason != twiliov1.ReasonConflict)
+}
+
+// rebuild computes a new table from the cache and the published credentials
+// and swaps it in.
 func (r *Routing) rebuild(ctx context.Context) {
 	var numbers twiliov1.TwilioPhoneNumberList
-	var accounts twiliov1.TwilioAccountList
 	if err := r.cache.List(ctx, &numbers, client.UnsafeDisableDeepCopy); err != nil {
 		r.opts.Log.Error(err, "List TwilioPhoneNumbers from cache")
 		return
 	}
-	if err := r.cache.List(ctx, &accounts, client.UnsafeDisableDeepCopy); err != nil {
-		r.opts.Log.Error(err, "List TwilioAccounts from cache")
-		return
-	}
-
-	accountSID := map[types.NamespacedName]string{}
-	wanted := map[types.NamespacedName]string{} // secret → account SID
-	for i := range accounts.Items {
-		a := &accounts.Items[i]
-		key := types.NamespacedName{Namespace: a.Namespace, Name: a.Name}
-		accountSID[key] = a.Spec.AccountSID
-		wanted[types.NamespacedName{Namespace: a.Namespace, Name: a.Spec.CredentialsSecretRef.Name}] = a.Spec.AccountSID
-	}
-	tokens := r.syncWatches(ctx, wanted)
+	published := r.published()
 
 	t := &routingTable{routes: make(map[string]Route, len(numbers.Items)), byAccount: map[string][]AccountValidator{}}
 	// A number claimed twice is served for the object the operator lets own
@@ -260,13 +259,14 @@ func (r *Routing) rebuild(ctx context.Context) {
 	sort.Slice(items, func(i, j int) bool { return twiliov1.OwnsBefore(&items[i], &items[j]) })
 	for i := range items {
 		n := &items[i]
-		if _, taken := t.routes[n.Spec.PhoneNumber]; taken {
+		acct, verified := published[types.NamespacedName{Namespace: n.Namespace, Name: n.Spec.AccountRef.Name}]
+		if _, taken := t.routes[n.Spec.PhoneNumber]; taken || !verified || !claimable(n) {
 			continue
 		}
 		rt := Route{
 			Number:     n.Spec.PhoneNumber,
 			Object:     types.NamespacedName{Namespace: n.Namespace, Name: n.Name},
-			AccountSID: accountSID[types.NamespacedName{Namespace: n.Namespace, Name: n.Spec.AccountRef.Name}],
+			AccountSID: acct.AccountSID,
 			Record:     n.RecordingEnabled(),
 			Enabled:    n.RoutingEnabled(),
 		}
@@ -275,16 +275,22 @@ func (r *Routing) rebuild(ctx context.Context) {
 		}
 		t.routes[rt.Number] = rt
 	}
-	// One account can be declared in several namespaces, possibly with
-	// different Secrets (e.g. during a token rotation): accept every token.
+	// Accounts in namespaces allowed to share a SID may carry different
+	// tokens (e.g. during a rotation): each one verified counts.
+	keys := make([]types.NamespacedName, 0, len(published))
+	for k := range published {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
 	seen := map[string]bool{}
-	for _, tok := range tokens {
-		if seen[tok.sid+"\x00"+tok.token] {
+	for _, k := range keys {
+		a := published[k]
+		if seen[a.AccountSID+"\x00"+a.AuthToken] {
 			continue
 		}
-		seen[tok.sid+"\x00"+tok.token] = true
-		av := AccountValidator{AccountSID: tok.sid, Validator: twclient.NewRequestValidator(tok.token)}
-		t.byAccount[tok.sid] = append(t.byAccount[tok.sid], av)
+		seen[a.AccountSID+"\x00"+a.AuthToken] = true
+		av := AccountValidator{AccountSID: a.AccountSID, Validator: twclient.NewRequestValidator(a.AuthToken)}
+		t.byAccount[a.AccountSID] = append(t.byAccount[a.AccountSID], av)
 		t.all = append(t.all, av)
 	}
 	r.table.Store(t)
@@ -294,60 +300,31 @@ func (r *Routing) rebuild(ctx context.Context) {
 	r.logChanges(t)
 }
 
-type accountToken struct{ sid, token string }
-
-// syncWatches makes the set of Secret watches equal wanted and returns the
-// auth tokens currently known, ordered by Secret key for a stable table.
-func (r *Routing) syncWatches(ctx context.Context, wanted map[types.NamespacedName]string) []accountToken {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for key, w := range r.watches {
-		if _, ok := wanted[key]; !ok {
-			w.stop()
-			delete(r.watches, key)
-			r.opts.Log.V(1).Info("Stopped watching Secret", "secret", key.String())
-		}
+// published returns the verified accounts from the credentials Secret.
+func (r *Routing) published() map[types.NamespacedName]credentials.Account {
+	out := map[types.NamespacedName]credentials.Account{}
+	data, ok := r.creds.value()
+	if !ok {
+		return out
 	}
-	keys := make([]types.NamespacedName, 0, len(wanted))
-	for key := range wanted {
-		keys = append(keys, key)
+	p, err := credentials.Parse(data)
+	if err != nil {
+		r.opts.Log.Error(err, "Unreadable credentials Secret; refusing every webhook until it is fixed", "secret", r.opts.CredentialsSecret.String())
+		return out
 	}
-	sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
-	var out []accountToken
-	for _, key := range keys {
-		w, ok := r.watches[key]
-		if !ok {
-			w = startSecretWatch(ctx, r.secrets, key, r.markDirty)
-			r.watches[key] = w
-			r.opts.Log.V(1).Info("Watching Secret", "secret", key.String())
-		}
-		if tok, ok := w.token(); ok {
-			out = append(out, accountToken{sid: wanted[key], token: tok})
+	for _, a := range p.Accounts {
+		if a.AuthToken != "" && a.AccountSID != "" {
+			out[types.NamespacedName{Namespace: a.Namespace, Name: a.Name}] = a
 		}
 	}
 	return out
 }
 
 func (r *Routing) waitForSecrets(ctx context.Context) {
-	r.mu.Lock()
-	var synced []toolscache.InformerSynced
-	for _, w := range r.watches {
-		synced = append(synced, w.informer.HasSynced)
-	}
-	r.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, r.opts.SecretSyncTimeout)
 	defer cancel()
-	if !toolscache.WaitForCacheSync(ctx.Done(), synced...) && errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		r.opts.Log.Info("Some account Secrets did not sync in time; their numbers' requests are refused until they do", "timeout", r.opts.SecretSyncTimeout)
-	}
-}
-
-func (r *Routing) stopAllWatches() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for key, w := range r.watches {
-		w.stop()
-		delete(r.watches, key)
+	if !toolscache.WaitForCacheSync(ctx.Done(), r.creds.informer.HasSynced) && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		r.opts.Log.Info("The credentials Secret did not sync in time; requests are refused until it does", "timeout", r.opts.SecretSyncTimeout, "secret", r.opts.CredentialsSecret.String())
 	}
 }
 

@@ -28,7 +28,7 @@ func Run(ctx context.Context, cfg Config, restCfg *rest.Config, log logr.Logger)
 	if err != nil {
 		return err
 	}
-	routing, err := NewRouting(restCfg, RoutingOptions{Namespaces: cfg.Namespaces, Log: log.WithName("routing"), Metrics: metrics})
+	routing, err := NewRouting(restCfg, RoutingOptions{Namespaces: cfg.Namespaces, CredentialsSecret: cfg.CredentialsSecret, Log: log.WithName("routing"), Metrics: metrics})
 	if err != nil {
 		return err
 	}

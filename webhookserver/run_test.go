@@ -37,6 +37,7 @@ func TestRun(t *testing.T) {
 	cfg, err := parseFlags(io.Discard, []string{
 		"--public-url=" + testPublicURL, "--listen-address=" + listen, "--metrics-bind-address=" + metricsAddr,
 		"--health-probe-bind-address=" + probes, "--namespaces=" + ns, "--stream-token-key-file=" + keyFile,
+		"--credentials-secret=" + ns + "/" + credentialsSecretName,
 		"--shutdown-grace-period=5s", "--stream-token-reload-interval=1s",
 	})
 	g.Expect(err).NotTo(HaveOccurred())

@@ -2,7 +2,6 @@ package webhookserver
 
 import (
 	"context"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -14,19 +13,20 @@ import (
 
 // secretWatch follows one Secret through an informer whose list and watch are
 // narrowed to that name (fieldSelector metadata.name=...), so the server never
-// lists or caches other Secrets. Only the auth token is kept in memory.
+// lists or caches other Secrets. Only one key's value is kept in memory.
 type secretWatch struct {
+	dataKey  string
 	informer toolscache.SharedIndexInformer
 	cancel   context.CancelFunc
 	done     chan struct{}
 }
 
-func startSecretWatch(ctx context.Context, cs kubernetes.Interface, key types.NamespacedName, onChange func()) *secretWatch {
+func startSecretWatch(ctx context.Context, cs kubernetes.Interface, key types.NamespacedName, dataKey string, onChange func()) *secretWatch {
 	lw := toolscache.NewFilteredListWatchFromClient(cs.CoreV1().RESTClient(), "secrets", key.Namespace, func(o *metav1.ListOptions) {
 		o.FieldSelector = fields.OneTermEqualSelector("metadata.name", key.Name).String()
 	})
 	inf := toolscache.NewSharedIndexInformer(lw, &corev1.Secret{}, 0, toolscache.Indexers{})
-	// Keep nothing but the auth token: no other credentials, labels or annotations in memory.
+	// Keep nothing but dataKey: no other data, labels or annotations in memory.
 	_ = inf.SetTransform(func(obj any) (any, error) {
 		s, ok := obj.(*corev1.Secret)
 		if !ok {
@@ -35,8 +35,8 @@ func startSecretWatch(ctx context.Context, cs kubernetes.Interface, key types.Na
 		slim := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{
 			Name: s.Name, Namespace: s.Namespace, UID: s.UID, ResourceVersion: s.ResourceVersion,
 		}}
-		if v, ok := s.Data[authTokenKey]; ok {
-			slim.Data = map[string][]byte{authTokenKey: v}
+		if v, ok := s.Data[dataKey]; ok {
+			slim.Data = map[string][]byte{dataKey: v}
 		}
 		return slim, nil
 	})
@@ -47,7 +47,7 @@ func startSecretWatch(ctx context.Context, cs kubernetes.Interface, key types.Na
 	}
 	_, _ = inf.AddEventHandler(notify)
 	ctx, cancel := context.WithCancel(ctx)
-	w := &secretWatch{informer: inf, cancel: cancel, done: make(chan struct{})}
+	w := &secretWatch{informer: inf, cancel: cancel, done: make(chan struct{}), dataKey: dataKey}
 	go func() {
 		defer close(w.done)
 		inf.RunWithContext(ctx)
@@ -55,18 +55,16 @@ func startSecretWatch(ctx context.Context, cs kubernetes.Interface, key types.Na
 	return w
 }
 
-// token returns the Secret's authToken, if the Secret exists and has one.
-func (w *secretWatch) token() (string, bool) {
+// value returns the Secret's dataKey value, if the Secret exists and has one.
+func (w *secretWatch) value() ([]byte, bool) {
 	for _, obj := range w.informer.GetStore().List() {
 		if s, ok := obj.(*corev1.Secret); ok {
-			// Trimmed: a token written with `--from-file` often ends in a newline,
-			// and Twilio auth tokens are alphanumeric.
-			if v := strings.TrimSpace(string(s.Data[authTokenKey])); v != "" {
+			if v, ok := s.Data[w.dataKey]; ok && len(v) > 0 {
 				return v, true
 			}
 		}
 	}
-	return "", false
+	return nil, false
 }
 
 // stop ends the informer and waits for it.

@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha1"
 	"encoding/base64"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -23,8 +24,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -34,6 +37,7 @@ import (
 
 	twiliov1 "github.com/loquent/twilio-voice-operator/api/v1alpha1"
 	"github.com/loquent/twilio-voice-operator/internal/controlplane"
+	"github.com/loquent/twilio-voice-operator/internal/credentials"
 	"github.com/loquent/twilio-voice-operator/internal/egress"
 )
 
@@ -117,14 +121,16 @@ type account struct {
 	name, sid, token string
 }
 
-// createAccount creates a credentials Secret and a TwilioAccount in ns.
+// createAccount creates a credentials Secret and a TwilioAccount in ns, and
+// publishes its token as the manager does once it verified the account
+// (credentialsSecretName in ns, which startServer reads).
 func createAccount(t testing.TB, ns, name string) account {
 	t.Helper()
 	a := account{name: name, sid: newAccountSID(), token: fmt.Sprintf("tok%sZ%d", strings.ToLower(name), sidSeq.Add(1))}
 	ctx := context.Background()
 	sec := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-creds"},
-		Data:       map[string][]byte{authTokenKey: []byte(a.token), "apiKeySecret": []byte("not-for-the-webhook-server")},
+		Data:       map[string][]byte{"authToken": []byte(a.token), "apiKeySecret": []byte("not-for-the-webhook-server")},
 	}
 	if err := k8s.Create(ctx, sec); err != nil {
 		t.Fatalf("create secret: %v", err)
@@ -139,7 +145,64 @@ func createAccount(t testing.TB, ns, name string) account {
 	if err := k8s.Create(ctx, acct); err != nil {
 		t.Fatalf("create account: %v", err)
 	}
+	publishAccount(t, ns, credentials.Account{Namespace: ns, Name: name, AccountSID: a.sid, AuthToken: a.token})
 	return a
+}
+
+// credentialsSecretName is the published-credentials Secret in each test namespace.
+const credentialsSecretName = "webhook-credentials"
+
+// publishAccount adds (or replaces) an account in ns's published credentials,
+// as the manager does after verifying it.
+func publishAccount(t testing.TB, ns string, a credentials.Account) {
+	t.Helper()
+	editPublished(t, ns, func(p *credentials.Published) {
+		out := p.Accounts[:0]
+		for _, x := range p.Accounts {
+			if x.Namespace != a.Namespace || x.Name != a.Name {
+				out = append(out, x)
+			}
+		}
+		p.Accounts = append(out, a)
+	})
+}
+
+// editPublished changes ns's published credentials Secret, creating it.
+func editPublished(t testing.TB, ns string, edit func(*credentials.Published)) {
+	t.Helper()
+	ctx := context.Background()
+	key := types.NamespacedName{Namespace: ns, Name: credentialsSecretName}
+	for range 10 {
+		sec := &corev1.Secret{}
+		err := k8s.Get(ctx, key, sec)
+		if err != nil && !apierrors.IsNotFound(err) {
+			t.Fatal(err)
+		}
+		exists := err == nil
+		p, err := credentials.Parse(sec.Data[credentials.Key])
+		if err != nil {
+			t.Fatal(err)
+		}
+		edit(&p)
+		data, err := json.Marshal(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !exists {
+			sec = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: credentialsSecretName}, Data: map[string][]byte{credentials.Key: data}}
+			err = k8s.Create(ctx, sec)
+		} else {
+			sec.Data = map[string][]byte{credentials.Key: data}
+			err = k8s.Update(ctx, sec)
+		}
+		if err == nil {
+			return
+		}
+		if !apierrors.IsConflict(err) && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
+	}
+	t.Fatal("publish credentials: too many conflicts")
 }
 
 // numberOpt adjusts a TwilioPhoneNumber before it is created.
@@ -171,6 +234,11 @@ func createNumber(t testing.TB, ns, name, number, accountName, agentURL string, 
 	}
 	if err := k8s.Create(context.Background(), n); err != nil {
 		t.Fatalf("create number: %v", err)
+	}
+	// The operator's part: it found the number in its account.
+	n.Status.PhoneNumberSID = fmt.Sprintf("PN%032x", sidSeq.Add(1))
+	if err := k8s.Status().Update(context.Background(), n); err != nil {
+		t.Fatalf("write number status: %v", err)
 	}
 	return n
 }
@@ -209,7 +277,8 @@ func startServer(t testing.TB, ns string, adjust ...func(*Options)) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	routing, err := NewRouting(restCfg, RoutingOptions{Namespaces: []string{ns}, Log: testLog(), Metrics: metrics})
+	routing, err := NewRouting(restCfg, RoutingOptions{Namespaces: []string{ns}, Log: testLog(), Metrics: metrics,
+		CredentialsSecret: types.NamespacedName{Namespace: ns, Name: credentialsSecretName}})
 	if err != nil {
 		t.Fatal(err)
 	}

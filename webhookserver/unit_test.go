@@ -236,7 +236,7 @@ func TestIsMediaFrame(t *testing.T) {
 }
 
 func TestParseFlags(t *testing.T) {
-	base := []string{"--public-url=https://voice.example.com", "--stream-token-key-file=/etc/key"}
+	base := []string{"--public-url=https://voice.example.com", "--stream-token-key-file=/etc/key", "--credentials-secret=ops/creds"}
 	t.Run("defaults", func(t *testing.T) {
 		g := NewWithT(t)
 		c, err := parseFlags(io.Discard, base)
@@ -246,13 +246,14 @@ func TestParseFlags(t *testing.T) {
 		g.Expect(c.ShutdownGracePeriod).To(Equal(30 * time.Second))
 		g.Expect(c.StreamTokenTTL).To(Equal(5 * time.Minute))
 		g.Expect(c.Namespaces).To(BeEmpty())
+		g.Expect(c.CredentialsSecret).To(Equal(types.NamespacedName{Namespace: "ops", Name: "creds"}))
 	})
 	t.Run("all set", func(t *testing.T) {
 		g := NewWithT(t)
 		c, err := parseFlags(io.Discard, []string{
 			"--public-url=http://localhost:8080/", "--allow-http-public-url", "--listen-address=127.0.0.1:9000",
 			"--metrics-bind-address=0", "--health-probe-bind-address=:9001", "--namespaces=a, b", "--shutdown-grace-period=1m",
-			"--stream-token-secret=ops/stream-key", "--agent-dial-timeout=2s", "--stream-token-ttl=1m",
+			"--stream-token-secret=ops/stream-key", "--agent-dial-timeout=2s", "--stream-token-ttl=1m", "--credentials-secret=ops/creds",
 		})
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(c.PublicURL).To(Equal("http://localhost:8080"))
@@ -277,6 +278,8 @@ func TestParseFlags(t *testing.T) {
 		{append(base, "--shutdown-grace-period=-1s"), "--shutdown-grace-period"},
 		{append(base, "--agent-dial-timeout=0s"), "--agent-dial-timeout"},
 		{append(base, "--stream-token-ttl=1s"), "--stream-token-ttl"},
+		{[]string{"--public-url=https://x", "--stream-token-key-file=/k"}, "--credentials-secret"},
+		{append(base, "--credentials-secret=noslash"), "--credentials-secret"},
 	}
 	for _, b := range bad {
 		t.Run(strings.Join(b.args, " "), func(t *testing.T) {

@@ -60,6 +60,7 @@ func main() {
 type options struct {
 	kubeconfig, context, namespace string
 	output, routing                string
+	allowedAPIURLs                 string
 	timeout                        time.Duration
 }
 
@@ -78,6 +79,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.output, "output", "table", "output: table or yaml")
 	fs.StringVar(&o.routing, "routing", string(twiliov1.VoiceRoutingDisabled), "voiceRouting of the objects -o yaml prints: Disabled (take nothing over) or Enabled")
 	fs.DurationVar(&o.timeout, "timeout", time.Minute, "how long the Kubernetes and Twilio reads may take")
+	fs.StringVar(&o.allowedAPIURLs, "allowed-api-urls", os.Getenv("KUBECTL_TWILIO_ALLOWED_API_URLS"), "comma-separated origins a TwilioAccount's spec.apiURL may name besides Twilio's own hosts, as the manager's flag of that name (default $KUBECTL_TWILIO_ALLOWED_API_URLS); the account's credentials are sent there")
 	positional, err := parseInterspersed(fs, args)
 	if err != nil {
 		return 2
@@ -151,7 +153,13 @@ func numbers(ctx context.Context, o options, account string, out io.Writer) erro
 	if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: account}, &acct); err != nil {
 		return fmt.Errorf("get TwilioAccount %s/%s: %w", ns, account, err)
 	}
-	conn, err := (&controllers.Connector{Reader: k8s, DefaultMaxConcurrent: 1}).Connect(ctx, &acct)
+	var allowed []string
+	for _, u := range strings.Split(o.allowedAPIURLs, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			allowed = append(allowed, u)
+		}
+	}
+	conn, err := (&controllers.Connector{Reader: k8s, DefaultMaxConcurrent: 1, AllowedAPIURLs: allowed}).Connect(ctx, &acct)
 	if err != nil {
 		return fmt.Errorf("credentials of TwilioAccount %s/%s: %w", ns, account, err)
 	}

@@ -107,8 +107,19 @@ func scenario(t *testing.T) string {
 
 func kubectlTwilio(args ...string) (stdout, stderr string, code int) {
 	var out, errOut bytes.Buffer
-	code = run(context.Background(), append([]string{"--kubeconfig", kubeconfig}, args...), &out, &errOut)
+	code = run(context.Background(), append([]string{"--kubeconfig", kubeconfig, "--allowed-api-urls", simURL}, args...), &out, &errOut)
 	return out.String(), errOut.String(), code
+}
+
+// The account's spec.apiURL is tenant-written: the plugin, like the manager,
+// sends credentials there only when told to.
+func TestAPIURLMustBeAllowed(t *testing.T) {
+	g := NewWithT(t)
+	ns := scenario(t)
+	var out, errOut bytes.Buffer
+	code := run(context.Background(), []string{"--kubeconfig", kubeconfig, "numbers", "acme", "-n", ns}, &out, &errOut)
+	g.Expect(code).To(Equal(1))
+	g.Expect(errOut.String()).To(ContainSubstring("--allowed-api-urls"))
 }
 
 // The table is the original system's imported-numbers list: every number of

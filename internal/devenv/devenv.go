@@ -170,6 +170,7 @@ func Start(ctx context.Context, o Options) (env *Env, err error) {
 	}
 	if err := env.spawn(ctx, "webhookserver", env.kubeconfigFor("webhookserver"),
 		"--public-url="+env.PublicURL, "--allow-http-public-url",
+		"--credentials-secret="+o.CredentialsSecret,
 		"--listen-address="+webhookAddr, "--metrics-bind-address="+ports[4],
 		"--health-probe-bind-address="+whProbe, "--stream-token-key-file="+keyFile,
 		"--shutdown-grace-period=2s",
@@ -305,7 +306,9 @@ func (e *Env) Kubectl(ctx context.Context, args ...string) (string, error) {
 	}
 	// KUBECONFIG rather than --kubeconfig: kubectl refuses flags before a plugin's name.
 	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+e.Kubeconfig, "PATH="+e.opts.BinDir+string(os.PathListSeparator)+os.Getenv("PATH"))
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+e.Kubeconfig, "PATH="+e.opts.BinDir+string(os.PathListSeparator)+os.Getenv("PATH"),
+		// The plugin talks to the emulator, which only the demo's own flag allows.
+		"KUBECTL_TWILIO_ALLOWED_API_URLS="+e.EmulatorURL)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return string(out), fmt.Errorf("kubectl %s: %w: %s", strings.Join(args, " "), err, out)

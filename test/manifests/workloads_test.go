@@ -184,6 +184,8 @@ func expandedArgs(t *testing.T, objs []*unstructured.Unstructured, component str
 			if !found {
 				t.Fatalf("env %s refers to ConfigMap %s, which is not in the render", e.Name, ref.Name)
 			}
+		case e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.namespace":
+			env[e.Name] = deployment(t, objs, component).Namespace
 		default:
 			t.Fatalf("env %s: unsupported source", e.Name)
 		}
