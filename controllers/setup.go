@@ -22,6 +22,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	twiliov1 "github.com/loquent/twilio-voice-operator/api/v1alpha1"
+	"github.com/loquent/twilio-voice-operator/internal/egress"
 )
 
 // Field indexes on the manager's cache.
@@ -231,6 +232,9 @@ type Options struct {
 	// WebhookCredentialsSecret, when set, is the Secret the manager keeps
 	// the verified accounts' auth tokens in for the webhook server.
 	WebhookCredentialsSecret types.NamespacedName
+	// AgentPolicy, when set, is the webhook server's agent egress policy: a
+	// number whose spec.agent.url it refuses is not taken over.
+	AgentPolicy *egress.Policy
 	// GuardKey signs the saved-routing annotation, so that one a user wrote
 	// is never taken for the operator's own (at least 32 bytes). Empty means
 	// a random key for this process only (tests, benchmarks); production
@@ -273,6 +277,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		VoiceURL:     o.VoiceURL,
 		PollInterval: o.PollInterval,
 		GuardKey:     o.GuardKey,
+		AgentPolicy:  o.AgentPolicy,
 	}).SetupWithManager(mgr, numberOpts); err != nil {
 		return fmt.Errorf("set up TwilioPhoneNumber controller: %w", err)
 	}

@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"os"
 	"sync"
 	"testing"
@@ -24,6 +25,7 @@ import (
 
 	twiliov1 "github.com/loquent/twilio-voice-operator/api/v1alpha1"
 	"github.com/loquent/twilio-voice-operator/internal/controlplane"
+	"github.com/loquent/twilio-voice-operator/internal/egress"
 	"github.com/loquent/twilio-voice-operator/internal/twiliosim"
 )
 
@@ -93,6 +95,10 @@ func runSuite(m *testing.M) int {
 }
 
 func startManager(ctx context.Context, cfg *rest.Config) error {
+	agentPolicy, err := egress.New(egress.Options{OwnAddrs: []netip.Addr{}})
+	if err != nil {
+		return err
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:  scheme,
 		Metrics: metricsserver.Options{BindAddress: "0"},
@@ -124,7 +130,7 @@ func startManager(ctx context.Context, cfg *rest.Config) error {
 		AllowedAPIURLs: []string{simURL}, WebhookCredentialsSecret: credentialsSecret,
 		// Most tests share one emulated account across their namespaces
 		// (t-…); the tenancy tests use other namespaces, where it is refused.
-		SharedSIDNamespaces: []string{"t-*"}}); err != nil {
+		SharedSIDNamespaces: []string{"t-*"}, AgentPolicy: agentPolicy}); err != nil {
 		return err
 	}
 	go func() {

@@ -213,3 +213,25 @@ func TestEditorRoleManagesNumbersOnly(t *testing.T) {
 	err = editor.Status().Update(ctx, num)
 	g.Expect(apierrors.IsForbidden(err)).To(BeTrue(), "writing status: %v", err)
 }
+
+// spec.agent.url is tenant-written: a destination the agent egress policy
+// refuses (here loopback, the webhook pod itself) is reported on the object,
+// and the number is not taken over.
+func TestRefusedAgentIsReportedAndNotTakenOver(t *testing.T) {
+	g := NewWithT(t)
+	ns, acct, e164, tw := newScenario(t, withURL(originalURL))
+	createNumber(t, ns, "n", acct, e164, func(n *twiliov1.TwilioPhoneNumber) {
+		n.Spec.Agent = &twiliov1.AgentSpec{URL: "ws://127.0.0.1:9090/metrics"}
+	})
+	n := waitReady(t, ns, "n", metav1.ConditionFalse, twiliov1.ReasonAgentNotAllowed)
+	_, _, msg := condition(n.Status.Conditions, twiliov1.ConditionReady)
+	g.Expect(msg).To(ContainSubstring("--allow-loopback-agents"))
+	g.Expect(twilioRequests(twiliosim.KindUpdateNumber, tw.SID)).To(BeEmpty())
+	g.Eventually(func(g Gomega) []string { return eventReasons(g, ns, "n") }, wait, tick).Should(ContainElement(twiliov1.ReasonAgentNotAllowed))
+
+	// Fixed: taken over.
+	base := n.DeepCopy()
+	n.Spec.Agent.URL = "ws://support-agent.agents.svc:8080/media"
+	g.Expect(k8s.Patch(context.Background(), n, client.MergeFrom(base))).To(Succeed())
+	waitReady(t, ns, "n", metav1.ConditionTrue, twiliov1.ReasonConfigured)
+}

@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	twiliov1 "github.com/loquent/twilio-voice-operator/api/v1alpha1"
+	"github.com/loquent/twilio-voice-operator/internal/egress"
 	"github.com/loquent/twilio-voice-operator/internal/twilio"
 )
 
@@ -43,6 +44,9 @@ type TwilioPhoneNumberReconciler struct {
 	PollInterval time.Duration
 	// GuardKey signs the saved-routing annotation (see savedAnnotation).
 	GuardKey []byte
+	// AgentPolicy, when set, is the agent egress policy the webhook server
+	// applies at dial time; a number whose agent it refuses is not taken over.
+	AgentPolicy *egress.Policy
 
 	rejected rejections
 }
@@ -127,6 +131,9 @@ func (r *TwilioPhoneNumberReconciler) reconcileNormal(ctx context.Context, s *nu
 	}
 	if !s.obj.RoutingEnabled() {
 		return r.ensureRestored(ctx, s)
+	}
+	if refused := r.agentRefused(s.obj); refused != nil {
+		return r.markAgentNotAllowed(s, refused)
 	}
 	return r.ensureRouted(ctx, s)
 }
@@ -397,6 +404,28 @@ func (r *TwilioPhoneNumberReconciler) ensureRouted(ctx context.Context, s *numbe
 			r.VoiceURL, describeSaved(*saved))
 	}
 	return r.routed(ctx, s)
+}
+
+// agentRefused applies the webhook server's agent egress policy to
+// spec.agent.url (its literal form; the webhook server checks the resolved
+// address again at dial time).
+func (r *TwilioPhoneNumberReconciler) agentRefused(obj *twiliov1.TwilioPhoneNumber) error {
+	if r.AgentPolicy == nil || obj.Spec.Agent == nil {
+		return nil
+	}
+	return r.AgentPolicy.CheckURL(obj.Spec.Agent.URL)
+}
+
+// markAgentNotAllowed reports a refused agent destination and takes nothing
+// over: calls would be refused at the dial. A number already routed here is
+// left as it is (its calls are refused until the spec is fixed).
+func (r *TwilioPhoneNumberReconciler) markAgentNotAllowed(s *numberScope, refused error) (ctrl.Result, error) {
+	obj := s.obj
+	msg := fmt.Sprintf("spec.agent.url is refused by the agent egress policy, so the number is not taken over: %v", refused)
+	if setCondition(&obj.Status.Conditions, obj.Generation, twiliov1.ConditionReady, metav1.ConditionFalse, twiliov1.ReasonAgentNotAllowed, msg) {
+		r.event(obj, corev1.EventTypeWarning, twiliov1.ReasonAgentNotAllowed, "Reconcile", "%s", msg)
+	}
+	return r.twilioResult(obj, nil)
 }
 
 func (r *TwilioPhoneNumberReconciler) trunkAttached(s *numberScope, trunk string) (ctrl.Result, error) {

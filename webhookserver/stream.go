@@ -227,9 +227,10 @@ func (s *Server) serveStream(ctx context.Context, twilio *websocket.Conn, auth s
 
 	agent, err := s.dialAgent(ctx, route.AgentURL)
 	if err != nil {
-		log.Info("Agent unreachable; closing the call's stream", "error", err.Error())
+		outcome := agentDialOutcome(err) // agent_refused or agent_unreachable
+		log.Info("Agent not dialled; closing the call's stream", "outcome", outcome, "error", err.Error())
 		s.closeTwilio(twilio, websocket.CloseTryAgainLater, "agent unavailable")
-		return outcomeAgentUnreachable
+		return outcome
 	}
 	defer func() { _ = agent.Close() }()
 	agent.SetReadLimit(s.limits.MaxMessageBytes)

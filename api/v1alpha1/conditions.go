@@ -30,6 +30,10 @@ const (
 	ReasonNumberNotFound = "NumberNotFound"
 	// ReasonTrunkAttached: the number is on a SIP trunk and spec.allowTrunkDetach is false.
 	ReasonTrunkAttached = "TrunkAttached"
+	// ReasonAgentNotAllowed: spec.agent.url names a destination the agent
+	// egress policy refuses (loopback, link-local, outside the allow-list…);
+	// the number is not taken over.
+	ReasonAgentNotAllowed = "AgentNotAllowed"
 	// ReasonRestoreBlocked: deletion with deletionPolicy Restore cannot reach Twilio.
 	ReasonRestoreBlocked = "RestoreBlocked"
 

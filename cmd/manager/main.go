@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/netip"
 	"net/url"
 	"os"
 	"path"
@@ -24,6 +25,7 @@ import (
 
 	twiliov1 "github.com/loquent/twilio-voice-operator/api/v1alpha1"
 	"github.com/loquent/twilio-voice-operator/controllers"
+	"github.com/loquent/twilio-voice-operator/internal/egress"
 	"github.com/loquent/twilio-voice-operator/internal/publicurl"
 
 	// Mozilla's roots, used when the system has none (the images have no CA
@@ -55,6 +57,7 @@ type config struct {
 	allowedAPIURLs       []string
 	sharedSIDNamespaces  []string
 	credentialsSecret    types.NamespacedName
+	agentPolicy          *egress.Policy
 	guardKeySecret       types.NamespacedName
 	zap                  zap.Options
 }
@@ -75,11 +78,14 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz probes.")
 	fs.BoolVar(&c.leaderElect, "leader-elect", false, "Elect a leader so that only one replica reconciles (enable with more than one replica).")
 	fs.StringVar(&c.leaderElectionNS, "leader-election-namespace", "", "Namespace of the leader election Lease (default: the pod's namespace).")
-	var apiURLs, sharing, credentials, guardKey string
+	var apiURLs, sharing, credentials, guardKey, agentAllowed string
+	var allowLoopbackAgents bool
 	fs.StringVar(&apiURLs, "allowed-api-urls", "", "Comma-separated origins (scheme://host[:port]; without a port, any port) that a TwilioAccount's spec.apiURL may name besides Twilio's own https://*.twilio.com hosts. The account's credentials are sent there.")
 	fs.StringVar(&sharing, "account-sid-sharing-namespaces", "", "Comma-separated namespaces (names or patterns such as team-* or *) whose TwilioAccounts may use the same account SID. Elsewhere the oldest verified TwilioAccount owns a SID and the others are Ready=False Conflict.")
 	fs.StringVar(&credentials, "webhook-credentials-secret", "", "namespace/name of the Secret where the manager publishes the verified accounts' auth tokens for the webhook server (default: <pod namespace>/twilio-voice-operator-webhook-credentials).")
 	fs.StringVar(&guardKey, "guard-key-secret", "", "namespace/name of the Secret holding the key that signs the saved-routing annotation; created when missing (default: <pod namespace>/twilio-voice-operator-guard-key).")
+	fs.StringVar(&agentAllowed, "agent-allowed-destinations", "", "The webhook server's flag of that name: a number whose spec.agent.url the policy refuses is reported (Ready=False AgentNotAllowed) and not taken over. Keep both the same.")
+	fs.BoolVar(&allowLoopbackAgents, "allow-loopback-agents", false, "The webhook server's flag of that name (local demos only).")
 	c.zap.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -115,6 +121,11 @@ func parseFlags(args []string) (config, error) {
 		}
 		c.sharedSIDNamespaces = append(c.sharedSIDNamespaces, ns)
 	}
+	policy, err := egress.New(egress.Options{Allowed: egress.SplitList(agentAllowed), AllowLoopback: allowLoopbackAgents, OwnAddrs: []netip.Addr{}})
+	if err != nil {
+		errs = append(errs, fmt.Errorf("--agent-allowed-destinations: %w", err))
+	}
+	c.agentPolicy = policy
 	var err1, err2 error
 	c.credentialsSecret, err1 = secretRef("--webhook-credentials-secret", credentials, "twilio-voice-operator-webhook-credentials")
 	c.guardKeySecret, err2 = secretRef("--guard-key-secret", guardKey, "twilio-voice-operator-guard-key")
@@ -211,6 +222,7 @@ func run(cfg config) error {
 		SharedSIDNamespaces:         cfg.sharedSIDNamespaces,
 		WebhookCredentialsSecret:    cfg.credentialsSecret,
 		GuardKey:                    guardKey,
+		AgentPolicy:                 cfg.agentPolicy,
 	}); err != nil {
 		return err
 	}

@@ -165,6 +165,7 @@ func Start(ctx context.Context, o Options) (env *Env, err error) {
 		// The emulator is the only Twilio API here; credentials go nowhere else.
 		"--allowed-api-urls="+env.EmulatorURL,
 		"--webhook-credentials-secret="+o.CredentialsSecret, "--guard-key-secret="+o.GuardKeySecret,
+		"--allow-loopback-agents", // the sample agent listens on 127.0.0.1
 		"--metrics-bind-address=0", "--health-probe-bind-address="+mgrProbe); err != nil {
 		return env, err
 	}

@@ -121,7 +121,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.answer(w, &req, errorResponse(http.StatusTooManyRequests, 20429, "Too Many Requests"))
 		return
 	}
-	defer s.release(key)
+	// The slot is freed once the request is processed, before its answer is
+	// written: a client that reads the answer and sends its next request at
+	// once must find its slot free, as it would at Twilio.
+	release := sync.OnceFunc(func() { s.release(key) })
+	defer release()
 
 	if !sleep(r.Context(), latency) {
 		req.Status = statusClientGone
@@ -138,6 +142,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.reset(w, &req)
 			return
 		default:
+			release()
 			s.answer(w, &req, faultResponse(f))
 			return
 		}
@@ -147,10 +152,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if roll(errorRate) {
+		release()
 		s.answer(w, &req, errorResponse(http.StatusInternalServerError, 20500, "Internal Server Error"))
 		return
 	}
 	if parseErr != nil {
+		release()
 		s.answer(w, &req, errorResponse(http.StatusBadRequest, codeBadRequest, "Unable to parse the request body"))
 		return
 	}
@@ -159,6 +166,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.loseAnswer(w, &req, resp)
 		return
 	}
+	release()
 	s.answer(w, &req, resp)
 }
 
