@@ -101,7 +101,7 @@ func FuzzReadSignedForm(f *testing.F) {
 			(sig == sign(fuzzToken, testPublicURL+path, form) || sig == sign(fuzzToken, "https://voice.example.test:443"+path, form))
 		wellFormed := mtErr == nil && mt == contentTypeFormURLEncode && int64(len(body)) <= DefaultLimits.MaxBodyBytes
 		accepted := rec.Code == http.StatusOK || rec.Code == http.StatusNoContent
-		if accepted && !(validSig && wellFormed) {
+		if accepted && (!validSig || !wellFormed) {
 			t.Fatalf("accepted without a valid signature: route %s, content type %q, body %q, signature %q", path, contentType, body, sig)
 		}
 		if path == EventsPath && validSig && wellFormed && !accepted {

@@ -84,9 +84,9 @@ func (c signatureChecker) checkForm(r *http.Request, form url.Values, sig string
 // of a check does not grow with the number of accounts.
 func (c signatureChecker) checkUpgrade(uri, sig string, validators []AccountValidator) bool {
 	empty := map[string]string{}
-	for i := range validators {
+	for _, v := range validators {
 		for _, origin := range c.upgradeOrigins {
-			if validators[i].Validator.Validate(origin+uri, empty, sig) {
+			if v.Validator.Validate(origin+uri, empty, sig) {
 				return true
 			}
 		}
