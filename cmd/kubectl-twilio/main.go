@@ -35,6 +35,7 @@ import (
 
 	twiliov1 "github.com/loquent/twilio-voice-operator/api/v1alpha1"
 	"github.com/loquent/twilio-voice-operator/controllers"
+	"github.com/loquent/twilio-voice-operator/internal/egress"
 	"github.com/loquent/twilio-voice-operator/internal/twilio"
 
 	// Mozilla's roots, used when the system has none: HTTPS to Twilio.
@@ -153,13 +154,7 @@ func numbers(ctx context.Context, o options, account string, out io.Writer) erro
 	if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: account}, &acct); err != nil {
 		return fmt.Errorf("get TwilioAccount %s/%s: %w", ns, account, err)
 	}
-	var allowed []string
-	for _, u := range strings.Split(o.allowedAPIURLs, ",") {
-		if u = strings.TrimSpace(u); u != "" {
-			allowed = append(allowed, u)
-		}
-	}
-	conn, err := (&controllers.Connector{Reader: k8s, DefaultMaxConcurrent: 1, AllowedAPIURLs: allowed}).Connect(ctx, &acct)
+	conn, err := (&controllers.Connector{Reader: k8s, DefaultMaxConcurrent: 1, AllowedAPIURLs: egress.SplitList(o.allowedAPIURLs)}).Connect(ctx, &acct)
 	if err != nil {
 		return fmt.Errorf("credentials of TwilioAccount %s/%s: %w", ns, account, err)
 	}

@@ -108,14 +108,14 @@ func parseFlags(args []string) (config, error) {
 	if c.kubeQPS <= 0 || c.kubeBurst < 1 {
 		errs = append(errs, fmt.Errorf("--kube-api-qps and --kube-api-burst must be positive"))
 	}
-	for _, u := range splitList(apiURLs) {
+	for _, u := range egress.SplitList(apiURLs) {
 		if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" || (p.Path != "" && p.Path != "/") {
 			errs = append(errs, fmt.Errorf("--allowed-api-urls: %q is not an origin such as https://proxy.example.com:8443", u))
 			continue
 		}
 		c.allowedAPIURLs = append(c.allowedAPIURLs, u)
 	}
-	for _, ns := range splitList(sharing) {
+	for _, ns := range egress.SplitList(sharing) {
 		if _, err := path.Match(ns, ""); err != nil {
 			errs = append(errs, fmt.Errorf("--account-sid-sharing-namespaces: bad pattern %q", ns))
 		}
@@ -131,16 +131,6 @@ func parseFlags(args []string) (config, error) {
 	c.guardKeySecret, err2 = secretRef("--guard-key-secret", guardKey, "twilio-voice-operator-guard-key")
 	errs = append(errs, err1, err2)
 	return c, errors.Join(errs...)
-}
-
-func splitList(v string) []string {
-	var out []string
-	for _, f := range strings.Split(v, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			out = append(out, f)
-		}
-	}
-	return out
 }
 
 // secretRef parses namespace/name, defaulting to def in the pod's namespace.

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -46,24 +45,9 @@ func crashPointScenario(t *testing.T, k int64) (crashed bool) {
 	defer cancel()
 
 	accountSID := fmt.Sprintf("AC%032x", 0xc000+k)
-	sim := twiliosim.New()
-	sim.AddAccount(twiliosim.Account{SID: accountSID, AuthToken: authToken})
-	simURL, err := sim.Start("127.0.0.1:0")
-	g.Expect(err).NotTo(HaveOccurred())
-	defer func() { _ = sim.Close() }()
+	sim, ns, simURL := newAccount(t, accountSID, "crashpoint-", 0)
 	orig := sim.AddNumber(twiliosim.Number{AccountSID: accountSID, PhoneNumber: fmt.Sprintf("+1629555%04d", k),
 		VoiceURL: "https://old.example.com/voice", VoiceMethod: "GET", StatusCallback: "https://status.example.com/cb"})
-
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "crashpoint-"}}
-	g.Expect(k8s.Create(ctx, ns)).To(Succeed())
-	g.Expect(k8s.Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "creds"},
-		StringData: map[string]string{controllers.SecretKeyAuthToken: authToken},
-	})).To(Succeed())
-	g.Expect(k8s.Create(ctx, &twiliov1.TwilioAccount{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "main"},
-		Spec:       twiliov1.TwilioAccountSpec{AccountSID: accountSID, CredentialsSecretRef: twiliov1.SecretReference{Name: "creds"}, APIURL: simURL},
-	})).To(Succeed())
 	sup := &supervisor{
 		cfg: restCfg, lag: 200 * time.Millisecond, rng: rand.New(rand.NewPCG(uint64(k), 1)), crashAt: k,
 		opts: controllers.Options{VoiceURL: voiceURL, PollInterval: pollPeriod, ConcurrentReconciles: 2, GuardKey: guardKey, AllowedAPIURLs: []string{simURL}},

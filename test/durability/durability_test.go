@@ -118,21 +118,19 @@ func TestNoOriginalLostUnderFaults(t *testing.T) {
 	}
 }
 
-func runScenario(t *testing.T, seed uint64, total int) {
+// newAccount starts an emulator with one account and declares it in a new
+// namespace (prefix), with a per-account budget when budget > 0. The emulator
+// is closed when the test ends.
+func newAccount(t *testing.T, accountSID, prefix string, budget int32) (*twiliosim.Server, *corev1.Namespace, string) {
+	t.Helper()
 	g := NewWithT(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	rng := rand.New(rand.NewPCG(seed, seed*7919))
-	started := time.Now()
-
-	accountSID := fmt.Sprintf("AC%032x", 0xd0+seed)
+	ctx := context.Background()
 	sim := twiliosim.New()
-	sim.AddAccount(twiliosim.Account{SID: accountSID, AuthToken: authToken, FriendlyName: "durability"})
+	sim.AddAccount(twiliosim.Account{SID: accountSID, AuthToken: authToken, FriendlyName: prefix})
 	simURL, err := sim.Start("127.0.0.1:0")
 	g.Expect(err).NotTo(HaveOccurred())
-	defer func() { _ = sim.Close() }()
-
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "durability-"}}
+	t.Cleanup(func() { _ = sim.Close() })
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: prefix}}
 	g.Expect(k8s.Create(ctx, ns)).To(Succeed())
 	g.Expect(k8s.Create(ctx, &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "creds"},
@@ -140,11 +138,34 @@ func runScenario(t *testing.T, seed uint64, total int) {
 	})).To(Succeed())
 	g.Expect(k8s.Create(ctx, &twiliov1.TwilioAccount{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "main"},
-		Spec: twiliov1.TwilioAccountSpec{
-			AccountSID: accountSID, CredentialsSecretRef: twiliov1.SecretReference{Name: "creds"},
-			APIURL: simURL, MaxConcurrentRequests: 8,
-		},
+		Spec: twiliov1.TwilioAccountSpec{AccountSID: accountSID, CredentialsSecretRef: twiliov1.SecretReference{Name: "creds"},
+			APIURL: simURL, MaxConcurrentRequests: budget},
 	})).To(Succeed())
+	return sim, ns, simURL
+}
+
+// twilioFaults turns the injected Twilio faults on (about a quarter of the
+// requests fail: 500s, resets, and writes applied with their answer lost)
+// or off.
+func twilioFaults(sim *twiliosim.Server, on bool) {
+	errs, resets, lost := 0.08, 0.05, 0.07
+	if !on {
+		errs, resets, lost = 0, 0, 0
+	}
+	sim.SetErrorRate(errs)
+	sim.SetResetRate(resets)
+	sim.SetLostAnswerRate(lost)
+}
+
+func runScenario(t *testing.T, seed uint64, total int) {
+	g := NewWithT(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	rng := rand.New(rand.NewPCG(seed, seed*7919))
+	started := time.Now()
+
+	sim, ns, simURL := newAccount(t, fmt.Sprintf("AC%032x", 0xd0+seed), "durability-", 8)
+	accountSID := fmt.Sprintf("AC%032x", 0xd0+seed)
 
 	// The numbers, each with its original routing.
 	origs := make([]original, total)
@@ -158,10 +179,8 @@ func runScenario(t *testing.T, seed uint64, total int) {
 
 	// Twilio misbehaves: about a quarter of requests fail one way or another.
 	sim.SetConcurrencyLimit(4) // below the account's budget of 8: 429s
-	sim.SetErrorRate(0.08)
-	sim.SetResetRate(0.05)
-	sim.SetLostAnswerRate(0.07)
 	sim.SetLatency(2 * time.Millisecond)
+	twilioFaults(sim, true)
 
 	sup := &supervisor{
 		cfg: restCfg, lag: watchLag, rng: rng, maxLife: 60,
@@ -221,9 +240,7 @@ func runScenario(t *testing.T, seed uint64, total int) {
 
 	// Calm: no more crashes or Twilio faults; everything converges.
 	sup.stopCrashing()
-	sim.SetErrorRate(0)
-	sim.SetResetRate(0)
-	sim.SetLostAnswerRate(0)
+	twilioFaults(sim, false)
 	g.Eventually(func(g Gomega) {
 		var list twiliov1.TwilioPhoneNumberList
 		g.Expect(k8s.List(ctx, &list, client.InNamespace(ns.Name))).To(Succeed())
@@ -244,15 +261,11 @@ func runScenario(t *testing.T, seed uint64, total int) {
 
 	// Hand everything back, crashing again, then calm to finish.
 	sup.resumeCrashing()
-	sim.SetErrorRate(0.08)
-	sim.SetResetRate(0.05)
-	sim.SetLostAnswerRate(0.07)
+	twilioFaults(sim, true)
 	g.Expect(k8s.DeleteAllOf(ctx, &twiliov1.TwilioPhoneNumber{}, client.InNamespace(ns.Name))).To(Succeed())
 	time.Sleep(5 * time.Second)
 	sup.stopCrashing()
-	sim.SetErrorRate(0)
-	sim.SetResetRate(0)
-	sim.SetLostAnswerRate(0)
+	twilioFaults(sim, false)
 	g.Eventually(func(g Gomega) {
 		var list twiliov1.TwilioPhoneNumberList
 		g.Expect(k8s.List(ctx, &list, client.InNamespace(ns.Name))).To(Succeed())
