@@ -106,8 +106,39 @@ func TestEndToEnd(t *testing.T) {
 		g.Expect([]string{tw.VoiceURL, tw.VoiceApplicationSID, tw.TrunkSID}).To(Equal([]string{env.PublicURL + "/twilio/voice", "", ""}), n.E164)
 	}
 
-	// A call reaches the sample agent through the webhook server.
+	// Another tenant names acme's account SID (an identifier, not a secret)
+	// with a token it made up: the manager refuses it, and a call forged with
+	// that token is refused by the webhook server, whose only credentials are
+	// the ones the manager verified.
+	forged := filepath.Join(env.Dir, "forged.yaml")
+	g.Expect(os.WriteFile(forged, []byte(`apiVersion: v1
+kind: Namespace
+metadata: {name: tenant-a}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: made-up, namespace: tenant-a}
+stringData: {authToken: made-up-token}
+---
+apiVersion: twilio.loquent.io/v1alpha1
+kind: TwilioAccount
+metadata: {name: acme, namespace: tenant-a}
+spec:
+  accountSid: `+devenv.AccountSID+`
+  credentialsSecretRef: {name: made-up}
+  apiURL: `+env.EmulatorURL+`
+`), 0o600)).To(Succeed())
+	kubectl(t, env, "apply", "-f", forged)
+	g.Eventually(func() string {
+		return kubectl(t, env, "get", "twilioaccount", "acme", "-n", "tenant-a", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].reason}")
+	}, 60*time.Second, 200*time.Millisecond).Should(Equal("InvalidCredentials"))
 	voiceURL := twilioNumber(g, env, "+14155550100").VoiceURL
+	forgedCall, err := callsim.Place(ctx, callsim.Call{VoiceURL: voiceURL, AuthToken: "made-up-token", AccountSID: devenv.AccountSID,
+		From: "+15005550006", To: "+14155550100", MediaFrames: 1})
+	g.Expect(err).To(HaveOccurred(), "a forged call is not answered")
+	g.Expect(forgedCall.VoiceStatus).To(Equal(http.StatusForbidden))
+
+	// A real call reaches the sample agent through the webhook server.
 	res, err := callsim.Place(ctx, callsim.Call{VoiceURL: voiceURL, AuthToken: devenv.AuthToken, AccountSID: devenv.AccountSID,
 		From: "+15005550006", To: "+14155550100", MediaFrames: 50, DTMF: []string{"7"}})
 	g.Expect(err).NotTo(HaveOccurred())
