@@ -35,6 +35,13 @@ type credentialsPublisher struct {
 	trigger   chan struct{}
 	// resync republishes even without a trigger (a lost Secret is recreated).
 	resync time.Duration
+
+	// last is what this process last found or wrote in the Secret; a
+	// triggered publish that would write the same sends nothing. Only the
+	// first publish and each resync read the Secret from the API server.
+	last   []byte
+	exists bool // whether the Secret existed when last seen
+	seen   bool // whether last and exists are known
 }
 
 // Trigger asks for a publish soon; bursts coalesce.
@@ -49,14 +56,17 @@ func (p *credentialsPublisher) Trigger() {
 func (p *credentialsPublisher) Start(ctx context.Context) error {
 	t := time.NewTicker(p.resync)
 	defer t.Stop()
+	reread := true
 	for {
-		if err := p.publish(ctx); err != nil && ctx.Err() == nil {
+		if err := p.publish(ctx, reread); err != nil && ctx.Err() == nil {
 			log.FromContext(ctx).Error(err, "Publish webhook credentials", "secret", p.secret.String())
+			p.seen = false // read it again next time
 		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-p.trigger:
+			reread = !p.seen
 			// Let a burst of account reconciles settle into one write.
 			select {
 			case <-time.After(200 * time.Millisecond):
@@ -64,6 +74,7 @@ func (p *credentialsPublisher) Start(ctx context.Context) error {
 				return nil
 			}
 		case <-t.C:
+			reread = true
 		}
 	}
 }
@@ -71,18 +82,24 @@ func (p *credentialsPublisher) Start(ctx context.Context) error {
 // NeedLeaderElection implements manager.LeaderElectionRunnable.
 func (p *credentialsPublisher) NeedLeaderElection() bool { return true }
 
-func (p *credentialsPublisher) publish(ctx context.Context) error {
+// publish writes the credentials when they changed. reread reads the Secret
+// from the API server first; otherwise what this process last saw counts.
+func (p *credentialsPublisher) publish(ctx context.Context, reread bool) error {
 	var accounts twiliov1.TwilioAccountList
 	if err := p.client.List(ctx, &accounts); err != nil {
 		return fmt.Errorf("list TwilioAccounts: %w", err)
 	}
 	current := &corev1.Secret{}
-	err := p.apiReader.Get(ctx, p.secret, current)
-	exists := err == nil
-	if err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("get Secret %s: %w", p.secret, err)
+	if reread || !p.seen {
+		err := p.apiReader.Get(ctx, p.secret, current)
+		if err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("get Secret %s: %w", p.secret, err)
+		}
+		p.exists, p.last, p.seen = err == nil, current.Data[credentials.Key], true
+		reread = true
 	}
-	before, _ := credentials.Parse(current.Data[credentials.Key])
+	exists := p.exists
+	before, _ := credentials.Parse(p.last)
 	previous := map[types.NamespacedName]credentials.Account{}
 	for _, a := range before.Accounts {
 		previous[types.NamespacedName{Namespace: a.Namespace, Name: a.Name}] = a
@@ -110,8 +127,14 @@ func (p *credentialsPublisher) publish(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if exists && bytes.Equal(current.Data[credentials.Key], data) {
+	if exists && bytes.Equal(p.last, data) {
 		return nil
+	}
+	if exists && !reread {
+		// Changed since last seen: write over the server's current copy.
+		if err := p.apiReader.Get(ctx, p.secret, current); err != nil {
+			return fmt.Errorf("get Secret %s: %w", p.secret, err)
+		}
 	}
 	if !exists {
 		s := &corev1.Secret{
@@ -132,6 +155,7 @@ func (p *credentialsPublisher) publish(ctx context.Context) error {
 			return fmt.Errorf("update Secret %s: %w", p.secret, err)
 		}
 	}
+	p.last, p.exists = data, true
 	log.FromContext(ctx).Info("Published webhook credentials", "secret", p.secret.String(), "accounts", len(out.Accounts))
 	return nil
 }
