@@ -59,6 +59,8 @@ func TestHealth(t *testing.T) {
 		{"number-trunk-attached.yaml", "Degraded", readyMessage},
 		{"number-restore-blocked.yaml", "Degraded", readyMessage},
 		{"number-twilio-rejected.yaml", "Degraded", syncedMessage},
+		{"number-no-agent.yaml", "Degraded", readyMessage},
+		{"number-agent-not-allowed.yaml", "Degraded", readyMessage},
 
 		{"account-new.yaml", "Progressing", "Waiting for the operator to verify the credentials"},
 		{"account-generation-not-observed.yaml", "Progressing", "Waiting for the operator to reconcile generation 2"},
@@ -68,6 +70,8 @@ func TestHealth(t *testing.T) {
 		{"account-twilio-rejected.yaml", "Degraded", readyMessage},
 		{"account-secret-not-found.yaml", "Degraded", readyMessage},
 		{"account-secret-invalid.yaml", "Degraded", readyMessage},
+		{"account-conflict.yaml", "Degraded", readyMessage},
+		{"account-api-url-not-allowed.yaml", "Degraded", readyMessage},
 	}
 	scripts := map[string]string{numberKind: healthScript(t, numberKind), accountKind: healthScript(t, accountKind)}
 	for _, tt := range tests {

@@ -235,3 +235,19 @@ func TestRefusedAgentIsReportedAndNotTakenOver(t *testing.T) {
 	g.Expect(k8s.Patch(context.Background(), n, client.MergeFrom(base))).To(Succeed())
 	waitReady(t, ns, "n", metav1.ConditionTrue, twiliov1.ReasonConfigured)
 }
+
+// Enabled with no agent: every call would be hung up on, so the number is
+// held (NoAgent) and not taken over until spec.agent is set.
+func TestNoAgentIsNotTakenOver(t *testing.T) {
+	g := NewWithT(t)
+	ns, acct, e164, tw := newScenario(t, withURL(originalURL))
+	createNumber(t, ns, "n", acct, e164, func(n *twiliov1.TwilioPhoneNumber) { n.Spec.Agent = nil })
+	n := waitReady(t, ns, "n", metav1.ConditionFalse, twiliov1.ReasonNoAgent)
+	g.Expect(twilioRequests(twiliosim.KindUpdateNumber, tw.SID)).To(BeEmpty())
+	g.Expect(twilioNumber(g, tw.SID).VoiceURL).To(Equal(originalURL))
+
+	base := n.DeepCopy()
+	n.Spec.Agent = &twiliov1.AgentSpec{URL: "ws://support-agent.agents.svc:8080/media"}
+	g.Expect(k8s.Patch(context.Background(), n, client.MergeFrom(base))).To(Succeed())
+	waitReady(t, ns, "n", metav1.ConditionTrue, twiliov1.ReasonConfigured)
+}

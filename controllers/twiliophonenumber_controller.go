@@ -132,8 +132,13 @@ func (r *TwilioPhoneNumberReconciler) reconcileNormal(ctx context.Context, s *nu
 	if !s.obj.RoutingEnabled() {
 		return r.ensureRestored(ctx, s)
 	}
+	if s.obj.Spec.Agent == nil {
+		return r.markNotAnswerable(s, twiliov1.ReasonNoAgent,
+			"spec.agent is not set, so the number is not taken over: every call would hear a goodbye and be hung up on. Add spec.agent.url, or set voiceRouting: Disabled")
+	}
 	if refused := r.agentRefused(s.obj); refused != nil {
-		return r.markAgentNotAllowed(s, refused)
+		return r.markNotAnswerable(s, twiliov1.ReasonAgentNotAllowed,
+			fmt.Sprintf("spec.agent.url is refused by the agent egress policy, so the number is not taken over: %v", refused))
 	}
 	return r.ensureRouted(ctx, s)
 }
@@ -416,14 +421,14 @@ func (r *TwilioPhoneNumberReconciler) agentRefused(obj *twiliov1.TwilioPhoneNumb
 	return r.AgentPolicy.CheckURL(obj.Spec.Agent.URL)
 }
 
-// markAgentNotAllowed reports a refused agent destination and takes nothing
-// over: calls would be refused at the dial. A number already routed here is
-// left as it is (its calls are refused until the spec is fixed).
-func (r *TwilioPhoneNumberReconciler) markAgentNotAllowed(s *numberScope, refused error) (ctrl.Result, error) {
+// markNotAnswerable reports a number whose calls could not reach an agent
+// (none set, or a refused destination) and takes nothing over: it never
+// points a number at a dead end. A number already routed here is left as it
+// is (its calls get the hang-up answer until the spec is fixed).
+func (r *TwilioPhoneNumberReconciler) markNotAnswerable(s *numberScope, reason, msg string) (ctrl.Result, error) {
 	obj := s.obj
-	msg := fmt.Sprintf("spec.agent.url is refused by the agent egress policy, so the number is not taken over: %v", refused)
-	if setCondition(&obj.Status.Conditions, obj.Generation, twiliov1.ConditionReady, metav1.ConditionFalse, twiliov1.ReasonAgentNotAllowed, msg) {
-		r.event(obj, corev1.EventTypeWarning, twiliov1.ReasonAgentNotAllowed, "Reconcile", "%s", msg)
+	if setCondition(&obj.Status.Conditions, obj.Generation, twiliov1.ConditionReady, metav1.ConditionFalse, reason, msg) {
+		r.event(obj, corev1.EventTypeWarning, reason, "Reconcile", "%s", msg)
 	}
 	return r.twilioResult(obj, nil)
 }

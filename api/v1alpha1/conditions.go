@@ -30,6 +30,9 @@ const (
 	ReasonNumberNotFound = "NumberNotFound"
 	// ReasonTrunkAttached: the number is on a SIP trunk and spec.allowTrunkDetach is false.
 	ReasonTrunkAttached = "TrunkAttached"
+	// ReasonNoAgent: voiceRouting is Enabled but spec.agent is not set, so a
+	// call would only hear a goodbye; the number is not taken over.
+	ReasonNoAgent = "NoAgent"
 	// ReasonAgentNotAllowed: spec.agent.url names a destination the agent
 	// egress policy refuses (loopback, link-local, outside the allow-list…);
 	// the number is not taken over.

@@ -11,6 +11,8 @@ local degradedReasons = {
   SecretNotFound = true,
   SecretInvalid = true,
   TwilioRejected = true,
+  Conflict = true,
+  APIURLNotAllowed = true,
 }
 
 local hs = {}

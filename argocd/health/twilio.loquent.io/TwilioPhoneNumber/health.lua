@@ -16,6 +16,8 @@ local degradedReasons = {
   TrunkAttached = true,
   RestoreBlocked = true,
   TwilioRejected = true,
+  NoAgent = true,
+  AgentNotAllowed = true,
 }
 
 local hs = {}
