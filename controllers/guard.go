@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -85,6 +86,16 @@ func samePrevious(prev *string, url string) bool {
 	return prev != nil && *prev == url
 }
 
+// legacyAnnotation reports whether obj's annotation is the unsigned form an
+// earlier version wrote (the bare routing), holding exactly saved, with the
+// finalizer in place: an upgrade, not a loss.
+func legacyAnnotation(obj *twiliov1.TwilioPhoneNumber, saved twiliov1.SavedRouting) bool {
+	var old twiliov1.SavedRouting
+	raw, ok := obj.Annotations[twiliov1.AnnotationSavedRouting]
+	return ok && controllerutil.ContainsFinalizer(obj, Finalizer) &&
+		json.Unmarshal([]byte(raw), &old) == nil && old == saved && raw == savedJSON(saved)
+}
+
 // guardOf returns the original a complete guard on obj holds, or nil when
 // the annotation is missing or unreadable or the finalizer is missing.
 func guardOf(key []byte, obj *twiliov1.TwilioPhoneNumber) *twiliov1.SavedRouting {
@@ -139,11 +150,17 @@ func (r *TwilioPhoneNumberReconciler) repairGuard(ctx context.Context, s *number
 	}
 	switch {
 	case p.annotate != nil:
+		legacy := legacyAnnotation(obj, *p.annotate)
 		if err := r.patchGuard(ctx, s, p.annotate); err != nil {
 			return fmt.Errorf("rebuild the saved-routing annotation from status: %w", err)
 		}
+		if legacy {
+			// Written by a version before annotations were signed: now signed.
+			log.FromContext(ctx).V(1).Info("Signed a saved-routing annotation written before signing")
+			break
+		}
 		r.event(obj, corev1.EventTypeWarning, "GuardRestored", "Reconcile",
-			"The saved-routing annotation or finalizer was missing; rebuilt them from status (%s)", describeSaved(*p.annotate))
+			"The saved-routing annotation or finalizer was missing, or not written by this operator; rebuilt them from status (%s)", describeSaved(*p.annotate))
 	case p.addFinalizer:
 		saved, _ := savedFromAnnotation(r.GuardKey, obj)
 		if err := r.patchGuard(ctx, s, saved); err != nil {

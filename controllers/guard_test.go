@@ -145,3 +145,24 @@ func newGuarded() *twiliov1.TwilioPhoneNumber {
 func equalSaved(a, b *twiliov1.SavedRouting) bool {
 	return (a == nil) == (b == nil) && (a == nil || *a == *b)
 }
+
+// An annotation an earlier (unsigning) version wrote, matching status, is an
+// upgrade: it is re-signed without a GuardRestored warning. A forged one is not.
+func TestLegacyAnnotationIsAnUpgrade(t *testing.T) {
+	orig := twiliov1.SavedRouting{VoiceURL: "https://old.example.com/voice", VoiceMethod: "GET"}
+	obj := newGuarded()
+	obj.Finalizers = []string{Finalizer}
+	obj.Annotations[twiliov1.AnnotationSavedRouting] = savedJSON(orig)
+	obj.Status.SavedRouting, obj.Status.PreviousVoiceURL = &orig, ptr(orig.VoiceURL)
+	if p := planGuard(testKey, obj); !equalSaved(p.annotate, &orig) {
+		t.Fatalf("an unsigned annotation must be rewritten signed, plan %+v", p)
+	}
+	if !legacyAnnotation(obj, orig) {
+		t.Error("the earlier version's own annotation is an upgrade")
+	}
+	other := twiliov1.SavedRouting{VoiceURL: "https://attacker.example.com"}
+	obj.Annotations[twiliov1.AnnotationSavedRouting] = savedJSON(other)
+	if legacyAnnotation(obj, orig) {
+		t.Error("an annotation that differs from status is not an upgrade")
+	}
+}

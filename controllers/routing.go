@@ -160,9 +160,15 @@ func savedFromAnnotation(key []byte, obj *twiliov1.TwilioPhoneNumber) (*twiliov1
 	return &s, nil
 }
 
+// savedJSON is the routing as JSON (what earlier versions stored unsigned).
+func savedJSON(s twiliov1.SavedRouting) string {
+	b, _ := json.Marshal(s) // a struct of strings always marshals
+	return string(b)
+}
+
 // savedAnnotation is the signed annotation value for obj's saved routing.
 func savedAnnotation(key []byte, obj *twiliov1.TwilioPhoneNumber, s twiliov1.SavedRouting) string {
-	routing, _ := json.Marshal(s) // a struct of strings always marshals
+	routing := []byte(savedJSON(s))
 	b, _ := json.Marshal(signedRouting{Routing: routing, MAC: base64.StdEncoding.EncodeToString(guardMAC(key, obj, routing))})
 	return string(b)
 }

@@ -506,11 +506,15 @@ func (r *TwilioPhoneNumberReconciler) ensureRestored(ctx context.Context, s *num
 			return r.twilioResult(obj, err)
 		}
 	}
-	setCondition(&obj.Status.Conditions, obj.Generation, twiliov1.ConditionReady, metav1.ConditionTrue, twiliov1.ReasonRoutingDisabled,
-		"Voice routing is Disabled; the original routing is back in place ("+describeSaved(*saved)+")")
+	// Until the saved state is forgotten the hand-back is still under way;
+	// RoutingDisabled is written after, with nothing saved left.
+	setCondition(&obj.Status.Conditions, obj.Generation, twiliov1.ConditionReady, metav1.ConditionFalse, twiliov1.ReasonProgressing,
+		"Handing the number back: the original routing is in place in Twilio ("+describeSaved(*saved)+"); forgetting the saved copy")
 	if err := r.forgetOriginal(ctx, s); err != nil {
 		return ctrl.Result{}, err
 	}
+	setCondition(&obj.Status.Conditions, obj.Generation, twiliov1.ConditionReady, metav1.ConditionTrue, twiliov1.ReasonRoutingDisabled,
+		"Voice routing is Disabled; the original routing is back in place ("+describeSaved(*saved)+")")
 	r.event(obj, corev1.EventTypeNormal, "Restored", "Restore", "Original voice routing restored (%s)", describeSaved(*saved))
 	return r.twilioResult(obj, nil)
 }

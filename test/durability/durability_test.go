@@ -183,7 +183,8 @@ func runScenario(t *testing.T, seed uint64, total int) {
 	twilioFaults(sim, true)
 
 	sup := &supervisor{
-		cfg: restCfg, lag: watchLag, rng: rng, maxLife: 60,
+		// Its own generator: the supervisor draws from another goroutine.
+		cfg: restCfg, lag: watchLag, rng: rand.New(rand.NewPCG(seed, 2)), maxLife: 60,
 		opts: controllers.Options{VoiceURL: voiceURL, PollInterval: pollPeriod, ConcurrentReconciles: 8, GuardKey: guardKey, AllowedAPIURLs: []string{simURL}},
 	}
 	g.Expect(sup.start(ctx)).To(Succeed())
