@@ -68,7 +68,8 @@ func crashPointScenario(t *testing.T, k int64) (crashed bool) {
 	key := client.ObjectKey{Namespace: ns.Name, Name: "n"}
 	g.Expect(k8s.Create(ctx, &twiliov1.TwilioPhoneNumber{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "n"},
-		Spec:       twiliov1.TwilioPhoneNumberSpec{AccountRef: twiliov1.LocalObjectReference{Name: "main"}, PhoneNumber: orig.PhoneNumber},
+		Spec: twiliov1.TwilioPhoneNumberSpec{AccountRef: twiliov1.LocalObjectReference{Name: "main"}, PhoneNumber: orig.PhoneNumber,
+			Agent: &twiliov1.AgentSpec{URL: "ws://agent.agents.svc:8080/media"}},
 	})).To(Succeed())
 
 	want := routing(orig)
