@@ -65,8 +65,10 @@ const (
 
 // Annotations written by the operator.
 const (
-	// AnnotationSavedRouting holds a JSON copy of status.savedRouting, written
-	// before the first Twilio write, so a lost status (a backup restore, a
-	// re-created object) cannot lose the number's original routing.
+	// AnnotationSavedRouting holds a copy of status.savedRouting, signed with
+	// the operator's guard key and bound to the object's namespace, name and
+	// number, written (with the finalizer) before the first Twilio write, so a
+	// lost status (a backup restore, a re-created object) cannot lose the
+	// number's original routing. One the operator did not sign proves nothing.
 	AnnotationSavedRouting = "twilio.loquent.io/saved-routing"
 )
