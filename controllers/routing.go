@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	twiliov1 "github.com/loquent/twilio-voice-operator/api/v1alpha1"
@@ -25,8 +26,9 @@ func routesTo(r twilio.Routing, voiceURL string) bool {
 }
 
 // originalFrom is the routing to save before taking a number over. Our own
-// URL is never saved as the original: restoring it would hand back nothing.
-func originalFrom(r twilio.Routing, voiceURL string) twiliov1.SavedRouting {
+// URLs (the current one and any this operator set before) are never saved
+// as the original: restoring one would hand back nothing.
+func originalFrom(r twilio.Routing, voiceURL string, earlier ...string) twiliov1.SavedRouting {
 	s := twiliov1.SavedRouting{
 		VoiceURL:             r.VoiceURL,
 		VoiceMethod:          r.VoiceMethod,
@@ -37,7 +39,7 @@ func originalFrom(r twilio.Routing, voiceURL string) twiliov1.SavedRouting {
 		VoiceApplicationSID:  r.VoiceApplicationSID,
 		TrunkSID:             r.TrunkSID,
 	}
-	if s.VoiceURL == voiceURL {
+	if s.VoiceURL == voiceURL || (s.VoiceURL != "" && slices.Contains(earlier, s.VoiceURL)) {
 		s.VoiceURL = ""
 	}
 	return s

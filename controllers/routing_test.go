@@ -44,6 +44,19 @@ func TestOriginalNeverHoldsOurURL(t *testing.T) {
 	}
 }
 
+func TestEarlierOwnURLNeverSavedAsOriginal(t *testing.T) {
+	const earlier = "https://old-public.example.com/twilio/voice"
+	if s := originalFrom(twilio.Routing{VoiceURL: earlier}, ours, earlier); s.VoiceURL != "" {
+		t.Errorf("an earlier URL of this operator was saved as the original: %+v", s)
+	}
+	if s := originalFrom(twilio.Routing{VoiceURL: "https://customer.example.com"}, ours, earlier); s.VoiceURL != "https://customer.example.com" {
+		t.Errorf("a customer's URL was dropped: %+v", s)
+	}
+	if s := originalFrom(twilio.Routing{VoiceURL: "https://customer.example.com"}, ours, ""); s.VoiceURL != "https://customer.example.com" {
+		t.Errorf("no earlier URL known: %+v", s)
+	}
+}
+
 func TestTakeoverClearsOnlyWhatTakesPrecedence(t *testing.T) {
 	u := takeoverUpdate(twilio.Routing{VoiceURL: "https://old"}, ours)
 	if *u.VoiceURL != ours || *u.VoiceMethod != "POST" || u.VoiceApplicationSID != nil || u.TrunkSID != nil || u.VoiceFallbackURL != nil {

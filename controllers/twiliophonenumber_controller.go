@@ -377,15 +377,27 @@ func (r *TwilioPhoneNumberReconciler) ensureRouted(ctx context.Context, s *numbe
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	// The number still points at a URL this operator set before the public
+	// URL changed: re-pointing it is the operator's own change, not drift.
+	earlier := obj.Status.ConfiguredVoiceURL
+	ownEarlier := earlier != "" && earlier != r.VoiceURL && live.VoiceURL == earlier &&
+		live.TrunkSID == "" && live.VoiceApplicationSID == ""
 	// Drift: the number routed to us for this very generation and now does
 	// not. A spec change in between (a Disabled→Enabled flip, whose restore
 	// was ours) is not drift.
-	drift := r.prevCurrent(s, twiliov1.ReasonConfigured, twiliov1.ReasonOriginalUnknown) && s.prevReady.Status == metav1.ConditionTrue
+	drift := !ownEarlier && r.prevCurrent(s, twiliov1.ReasonConfigured, twiliov1.ReasonOriginalUnknown) && s.prevReady.Status == metav1.ConditionTrue
 	setCondition(&obj.Status.Conditions, obj.Generation, twiliov1.ConditionReady, metav1.ConditionFalse, twiliov1.ReasonProgressing,
 		"Pointing the number at "+r.VoiceURL+" (live: "+describe(live)+")")
-	savedNow := saved == nil
+	// At the operator's own earlier URL with nothing saved, no original is
+	// known (OriginalUnknown): nothing is saved, and the write overwrites
+	// only the operator's own routing.
+	savedNow := saved == nil && !ownEarlier
+	if ownEarlier {
+		r.event(obj, corev1.EventTypeNormal, "PublicURLChanged", "Configure",
+			"The number points at %s, which this operator set before its public URL changed; re-pointing it at %s", earlier, r.VoiceURL)
+	}
 	if savedNow {
-		orig := originalFrom(live, r.VoiceURL)
+		orig := originalFrom(live, r.VoiceURL, earlier)
 		if drift {
 			r.event(obj, corev1.EventTypeWarning, "DriftDetected", "Reconcile",
 				"Voice routing was changed outside the operator (now %s); no original routing was known, so this routing is saved as the original and restored on hand-back; re-applying", describe(live))
@@ -401,10 +413,14 @@ func (r *TwilioPhoneNumberReconciler) ensureRouted(ctx context.Context, s *numbe
 	if err := r.updateRouting(ctx, s, false, takeoverUpdate(live, r.VoiceURL)); err != nil {
 		return r.twilioResult(obj, err)
 	}
-	if savedNow {
+	obj.Status.ConfiguredVoiceURL = r.VoiceURL
+	switch {
+	case saved == nil:
+		r.event(obj, corev1.EventTypeNormal, twiliov1.ReasonConfigured, "Configure", "Voice URL set to %s; no original routing is known (it already routed to this operator)", r.VoiceURL)
+	case savedNow:
 		r.event(obj, corev1.EventTypeNormal, twiliov1.ReasonConfigured, "Configure", "Voice URL set to %s; original routing saved (%s)",
 			r.VoiceURL, describeSaved(*saved))
-	} else {
+	default:
 		r.event(obj, corev1.EventTypeNormal, twiliov1.ReasonConfigured, "Configure", "Voice URL set to %s; the saved original routing (%s) is kept",
 			r.VoiceURL, describeSaved(*saved))
 	}
@@ -469,6 +485,7 @@ func (r *TwilioPhoneNumberReconciler) routed(ctx context.Context, s *numberScope
 			return ctrl.Result{}, err
 		}
 	}
+	obj.Status.ConfiguredVoiceURL = r.VoiceURL
 	if obj.Status.SavedRouting == nil {
 		msg := "The number already routed to this operator's webhook and no original routing was saved, so none was recorded; restore will leave the number unchanged"
 		if setCondition(&obj.Status.Conditions, obj.Generation, twiliov1.ConditionReady, metav1.ConditionTrue, twiliov1.ReasonOriginalUnknown, msg) {
@@ -513,6 +530,7 @@ func (r *TwilioPhoneNumberReconciler) ensureRestored(ctx context.Context, s *num
 	if err := r.forgetOriginal(ctx, s); err != nil {
 		return ctrl.Result{}, err
 	}
+	obj.Status.ConfiguredVoiceURL = ""
 	setCondition(&obj.Status.Conditions, obj.Generation, twiliov1.ConditionReady, metav1.ConditionTrue, twiliov1.ReasonRoutingDisabled,
 		"Voice routing is Disabled; the original routing is back in place ("+describeSaved(*saved)+")")
 	r.event(obj, corev1.EventTypeNormal, "Restored", "Restore", "Original voice routing restored (%s)", describeSaved(*saved))

@@ -122,6 +122,12 @@ type TwilioPhoneNumberStatus struct {
 	// VoiceURL is the Voice URL last observed in Twilio.
 	// +optional
 	VoiceURL string `json:"voiceUrl,omitempty"`
+	// ConfiguredVoiceURL is the Voice URL this operator last pointed the
+	// number at, while it routes here. After a change of the public URL, the
+	// earlier one is recognised as the operator's own: re-pointed without a
+	// drift warning, and never saved as the original.
+	// +optional
+	ConfiguredVoiceURL string `json:"configuredVoiceURL,omitempty"`
 
 	// PreviousVoiceURL keeps the seed's three states: absent = not configured
 	// by this operator; "" = configured, Twilio had no Voice URL;
