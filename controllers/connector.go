@@ -49,8 +49,18 @@ func (c *Connection) VerifiedWithin(d time.Duration) bool {
 	return at != 0 && time.Since(time.Unix(0, at)) < d
 }
 
-// MarkVerified records a successful credential check.
-func (c *Connection) MarkVerified() { c.verifiedAt.Store(time.Now().UnixNano()) }
+// MarkVerified records a successful credential check by the SID's owner,
+// and makes the account's shared inventory list with these credentials.
+func (c *Connection) MarkVerified() {
+	c.verifiedAt.Store(time.Now().UnixNano())
+	c.Trust()
+}
+
+// Trust makes the account's shared inventory list with this connection's
+// credentials. Call it only for a connection of a TwilioAccount the operator
+// verified (Ready=True Verified), so that a tenant's made-up credentials for
+// someone else's SID never read, or break, the owner's inventory.
+func (c *Connection) Trust() { c.Inventory.SetClient(c.Client) }
 
 // ConfigError says why an account cannot be connected as declared (its
 // credentials Secret is unusable, its API URL is not allowed); Reason is the
@@ -85,10 +95,11 @@ type Connector struct {
 	// sets no maxConcurrentRequests.
 	DefaultMaxConcurrent int
 
-	mu      sync.Mutex
-	conns   map[types.NamespacedName]*cachedConnection
-	shared  map[string]*accountShared // by account SID
-	secrets map[types.NamespacedName]secretData
+	mu          sync.Mutex
+	conns       map[types.NamespacedName]*cachedConnection
+	inventories map[string]*twilio.Inventory // by account SID
+	budgets     map[string]*twilio.Budget    // by account SID and size
+	secrets     map[types.NamespacedName]secretData
 }
 
 // secretData is what the Connector keeps of a credentials Secret, with the
@@ -96,12 +107,6 @@ type Connector struct {
 type secretData struct {
 	resourceVersion                 string
 	authToken, apiKeySID, apiKeySec string
-}
-
-// accountShared is what all connections to one Twilio account share.
-type accountShared struct {
-	budget    *twilio.Budget
-	inventory *twilio.Inventory
 }
 
 type cachedConnection struct {
@@ -124,31 +129,36 @@ func (c *Connector) Connect(ctx context.Context, acct *twiliov1.TwilioAccount) (
 	if cc, ok := c.conns[key]; ok && cc.fingerprint == fp {
 		return cc.conn, nil
 	}
-	sh := c.shared[cfg.AccountSID]
-	if sh == nil || sh.budget.Size() != cfg.MaxConcurrent {
-		// A changed budget applies to new requests; those in flight finish
-		// on the old one.
-		var inv *twilio.Inventory
-		if sh != nil {
-			inv = sh.inventory
+	// The account's concurrency budget is shared by every connection with
+	// the same SID and size: a TwilioAccount declaring another size (any
+	// tenant can name any SID) gets its own and cannot shrink or widen the
+	// owner's.
+	budgetKey := fmt.Sprintf("%s/%d", cfg.AccountSID, cfg.MaxConcurrent)
+	budget := c.budgets[budgetKey]
+	if budget == nil {
+		budget = twilio.NewBudget(cfg.MaxConcurrent)
+		if c.budgets == nil {
+			c.budgets = map[string]*twilio.Budget{}
 		}
-		sh = &accountShared{budget: twilio.NewBudget(cfg.MaxConcurrent), inventory: inv}
+		c.budgets[budgetKey] = budget
 	}
-	cfg.Budget = sh.budget
+	cfg.Budget = budget
 	rest, err := twilio.New(cfg.Config)
 	if err != nil {
 		return nil, &ConfigError{Reason: twiliov1.ReasonSecretInvalid, Message: err.Error()}
 	}
-	if sh.inventory == nil {
-		sh.inventory = twilio.NewInventory(rest)
-	} else {
-		sh.inventory.SetClient(rest)
+	// The inventory is shared per SID; which credentials list it is chosen
+	// only by verified connections (Connection.Trust), never by a new,
+	// unverified one.
+	inv := c.inventories[cfg.AccountSID]
+	if inv == nil {
+		inv = twilio.NewInventory(rest)
+		if c.inventories == nil {
+			c.inventories = map[string]*twilio.Inventory{}
+		}
+		c.inventories[cfg.AccountSID] = inv
 	}
-	if c.shared == nil {
-		c.shared = map[string]*accountShared{}
-	}
-	c.shared[cfg.AccountSID] = sh
-	conn := &Connection{AccountSID: cfg.AccountSID, Client: rest, Inventory: sh.inventory, authToken: cfg.authToken}
+	conn := &Connection{AccountSID: cfg.AccountSID, Client: rest, Inventory: inv, authToken: cfg.authToken}
 	if c.conns == nil {
 		c.conns = map[types.NamespacedName]*cachedConnection{}
 	}
@@ -161,10 +171,7 @@ func (c *Connector) Connect(ctx context.Context, acct *twiliov1.TwilioAccount) (
 func (c *Connector) InventoryOf(accountSID string) *twilio.Inventory {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if sh := c.shared[accountSID]; sh != nil {
-		return sh.inventory
-	}
-	return nil
+	return c.inventories[accountSID]
 }
 
 // VerifiedToken returns the auth token of the account's current connection

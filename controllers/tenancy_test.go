@@ -95,11 +95,18 @@ func TestTenantCannotClaimAnotherTenantsAccountSID(t *testing.T) {
 	declareAccount(t, nsB, "b", victim.SID, victim.AuthToken, simURL)
 	waitAccount(t, nsB, "b", "True/"+twiliov1.ReasonVerified)
 
-	declareAccount(t, nsA, "forged", victim.SID, "made-up-token", simURL)
-	waitAccount(t, nsA, "forged", "False/"+twiliov1.ReasonInvalidCredentials)
 	declareAccount(t, nsA, "leaked", victim.SID, victim.AuthToken, simURL)
 	msg := waitAccount(t, nsA, "leaked", "False/"+twiliov1.ReasonConflict)
 	g.Expect(msg).To(ContainSubstring(nsB + "/b"))
+	// Last, so that nothing B does afterwards could have undone its effect:
+	// an account with a made-up token, and a tiny budget, for B's SID.
+	declareAccount(t, nsA, "forged", victim.SID, "made-up-token", simURL)
+	forged := &twiliov1.TwilioAccount{}
+	g.Expect(k8s.Get(context.Background(), client.ObjectKey{Namespace: nsA, Name: "forged"}, forged)).To(Succeed())
+	forgedBase := forged.DeepCopy()
+	forged.Spec.MaxConcurrentRequests = 1
+	g.Expect(k8s.Patch(context.Background(), forged, client.MergeFrom(forgedBase))).To(Succeed())
+	waitAccount(t, nsA, "forged", "False/"+twiliov1.ReasonInvalidCredentials)
 
 	g.Eventually(func(g Gomega) []string { return publishedKeys(g) }, wait, tick).Should(ContainElement(nsB + "/b"))
 	g.Consistently(func(g Gomega) []string { return publishedKeys(g) }, "1s", tick).ShouldNot(
@@ -110,11 +117,18 @@ func TestTenantCannotClaimAnotherTenantsAccountSID(t *testing.T) {
 		}
 	}
 
-	// B's own flow still works: a number of B's account is taken over.
+	// B's own flow still works: a number of B's account is taken over, read
+	// through B's credentials (the account list shared per SID never
+	// switches to a tenant's unverified ones), and it stays in sync over
+	// several polls.
 	e164 := nextE164()
 	emulator.AddNumber(twiliosim.Number{AccountSID: victim.SID, PhoneNumber: e164, VoiceURL: originalURL})
 	createNumber(t, nsB, "line", "b", e164, nil)
 	waitReady(t, nsB, "line", metav1.ConditionTrue, twiliov1.ReasonConfigured)
+	g.Consistently(func(g Gomega) string {
+		_, r, _ := condition(getNumber(g, nsB, "line").Status.Conditions, twiliov1.ConditionSynced)
+		return r
+	}, 3*testPoll, tick).Should(Equal(twiliov1.ReasonSynced))
 	// A's claim on B's number through the Conflict account goes nowhere:
 	// B's object owns it, and nothing is written.
 	createNumber(t, nsA, "line", "leaked", e164, nil)

@@ -87,7 +87,15 @@ func (r *TwilioAccountReconciler) reconcileAccount(ctx context.Context, acct *tw
 		return ctrl.Result{RequeueAfter: r.jittered()}, nil
 	}
 	info, err := conn.Client.VerifyAccount(ctx)
+	var owner *twiliov1.TwilioAccount
 	if err == nil {
+		if owner, err = r.olderSIDOwner(ctx, acct, incumbent); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	if err == nil && owner == nil {
+		// Only the SID's owner vouches for it: its connection lists the
+		// account's shared inventory and its token is published.
 		conn.MarkVerified()
 		var count int
 		count, err = conn.Inventory.Count(ctx, r.PollInterval)
@@ -97,18 +105,12 @@ func (r *TwilioAccountReconciler) reconcileAccount(ctx context.Context, acct *tw
 	status, reason, msg := syncedCondition(err)
 	setCondition(&acct.Status.Conditions, acct.Generation, twiliov1.ConditionSynced, status, reason, msg)
 	switch {
+	case err == nil && owner != nil:
+		r.setReady(acct, metav1.ConditionFalse, twiliov1.ReasonConflict,
+			fmt.Sprintf("TwilioAccount %s/%s already uses account SID %s; webhooks for it are checked with that account's credentials only. Use that TwilioAccount, or ask the cluster operator to let these namespaces share the SID (--account-sid-sharing-namespaces)",
+				owner.Namespace, owner.Name, acct.Spec.AccountSID))
 	case err == nil:
 		acct.Status.FriendlyName, acct.Status.Type, acct.Status.AccountStatus = info.FriendlyName, info.Type, info.Status
-		owner, oerr := r.olderSIDOwner(ctx, acct, incumbent)
-		if oerr != nil {
-			return ctrl.Result{}, oerr
-		}
-		if owner != nil {
-			r.setReady(acct, metav1.ConditionFalse, twiliov1.ReasonConflict,
-				fmt.Sprintf("TwilioAccount %s/%s already uses account SID %s; webhooks for it are checked with that account's credentials only. Use that TwilioAccount, or ask the cluster operator to let these namespaces share the SID (--account-sid-sharing-namespaces)",
-					owner.Namespace, owner.Name, acct.Spec.AccountSID))
-			break
-		}
 		r.setReady(acct, metav1.ConditionTrue, twiliov1.ReasonVerified,
 			fmt.Sprintf("Twilio accepted the credentials for %s (status %s)", acct.Spec.AccountSID, info.Status))
 	case twilio.IsAuth(err):

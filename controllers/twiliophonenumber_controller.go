@@ -266,6 +266,10 @@ func (r *TwilioPhoneNumberReconciler) connect(ctx context.Context, s *numberScop
 		}
 		return false, err
 	}
+	// The account is Ready=True Verified (checked above): its connection may
+	// list the SID's shared inventory (after a restart, before the account
+	// reconciler has verified it again).
+	conn.Trust()
 	s.conn = conn
 	if isConditionReason(obj.Status.Conditions, twiliov1.ConditionReady, metav1.ConditionFalse, twiliov1.ReasonAccountNotReady) {
 		setCondition(&obj.Status.Conditions, obj.Generation, twiliov1.ConditionReady, metav1.ConditionUnknown, twiliov1.ReasonProgressing,
