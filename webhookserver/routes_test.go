@@ -132,7 +132,7 @@ func TestWebhookRejections(t *testing.T) {
 	createNumber(t, ns, "support", "+14155550120", "main", "ws://agent.invalid/media")
 	h := startServer(t, ns)
 	// Wait until both accounts' tokens are known.
-	NewWithT(t).Eventually(func() int { return len(h.routing.AllValidators()) }).Should(Equal(2))
+	NewWithT(t).Eventually(func() int { return knownAccounts(h.routing) }).Should(Equal(2))
 
 	routes := map[string]url.Values{
 		VoicePath:     voiceForm(acct.sid, newCallSID(), "+15550001", "+14155550120"),

@@ -50,8 +50,6 @@ type RouteSource interface {
 	// Validators returns signature validators for the account's auth tokens
 	// (none when the account or its Secret is unknown).
 	Validators(accountSID string) []AccountValidator
-	// AllValidators returns the validators of every known account.
-	AllValidators() []AccountValidator
 	// Synced reports whether the table reflects the cluster (initial sync done).
 	Synced() bool
 }
@@ -102,7 +100,6 @@ type Routing struct {
 type routingTable struct {
 	routes    map[string]Route
 	byAccount map[string][]AccountValidator
-	all       []AccountValidator
 }
 
 // NewRouting prepares a Routing that reads through cfg. Nothing is watched
@@ -207,9 +204,6 @@ func (r *Routing) Validators(accountSID string) []AccountValidator {
 	return r.table.Load().byAccount[accountSID]
 }
 
-// AllValidators returns validators for every known account's auth tokens.
-func (r *Routing) AllValidators() []AccountValidator { return r.table.Load().all }
-
 // changesRouting reports whether an update can change the table. The
 // operator writes status (3 times per number while taking it over, and each
 // account's counts every poll); only the spec, and for numbers the facts the
@@ -219,9 +213,6 @@ func changesRouting(oldObj, newObj any) bool {
 	case *twiliov1.TwilioPhoneNumber:
 		n, ok := newObj.(*twiliov1.TwilioPhoneNumber)
 		return !ok || o.Generation != n.Generation || o.HoldsOriginal() != n.HoldsOriginal() || claimable(o) != claimable(n)
-	case *twiliov1.TwilioAccount:
-		n, ok := newObj.(*twiliov1.TwilioAccount)
-		return !ok || o.Generation != n.Generation
 	}
 	return true
 }
@@ -291,7 +282,6 @@ func (r *Routing) rebuild(ctx context.Context) {
 		seen[a.AccountSID+"\x00"+a.AuthToken] = true
 		av := AccountValidator{AccountSID: a.AccountSID, Validator: twclient.NewRequestValidator(a.AuthToken)}
 		t.byAccount[a.AccountSID] = append(t.byAccount[a.AccountSID], av)
-		t.all = append(t.all, av)
 	}
 	r.table.Store(t)
 	if r.opts.Metrics != nil {

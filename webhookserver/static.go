@@ -10,7 +10,6 @@ import (
 type StaticRoutes struct {
 	routes    map[string]Route
 	byAccount map[string][]AccountValidator
-	all       []AccountValidator
 }
 
 var _ RouteSource = (*StaticRoutes)(nil)
@@ -25,7 +24,6 @@ func NewStaticRoutes(routes []Route, tokens map[string]string) *StaticRoutes {
 	for sid, token := range tokens {
 		v := AccountValidator{AccountSID: sid, Validator: twclient.NewRequestValidator(token)}
 		s.byAccount[sid] = append(s.byAccount[sid], v)
-		s.all = append(s.all, v)
 	}
 	return s
 }
@@ -40,9 +38,6 @@ func (s *StaticRoutes) Lookup(number string) (Route, bool) {
 func (s *StaticRoutes) Validators(accountSID string) []AccountValidator {
 	return s.byAccount[accountSID]
 }
-
-// AllValidators implements RouteSource.
-func (s *StaticRoutes) AllValidators() []AccountValidator { return s.all }
 
 // Synced implements RouteSource; a static table is always in sync.
 func (s *StaticRoutes) Synced() bool { return true }

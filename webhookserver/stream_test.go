@@ -143,7 +143,7 @@ func TestStreamUpgradeRefused(t *testing.T) {
 	acct := createAccount(t, ns, "main")
 	other := createAccount(t, ns, "other")
 	h := startServer(t, ns)
-	NewWithT(t).Eventually(func() int { return len(h.routing.AllValidators()) }).Should(Equal(2))
+	NewWithT(t).Eventually(func() int { return knownAccounts(h.routing) }).Should(Equal(2))
 	path := StreamPath + "/" + acct.sid
 	streamURL := testStreamURL + "/" + acct.sid
 	cases := []struct {
@@ -228,7 +228,7 @@ func TestStreamTokenRefused(t *testing.T) {
 	createNumber(t, ns, "support", "+14155550140", "main", agent.url)
 	createNumber(t, ns, "second", "+14155550141", "main", agent.url)
 	h := startServer(t, ns)
-	NewWithT(t).Eventually(func() int { return len(h.routing.AllValidators()) }).Should(Equal(2))
+	NewWithT(t).Eventually(func() int { return knownAccounts(h.routing) }).Should(Equal(2))
 
 	expired := tokenSigner{keys: [][]byte{testKey}, ttl: time.Minute, now: func() time.Time { return time.Now().Add(-time.Hour) }}
 	otherKey := tokenSigner{keys: [][]byte{[]byte("another-key-another-key-another-key!!")}, ttl: time.Minute, now: time.Now}

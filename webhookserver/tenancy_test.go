@@ -120,7 +120,7 @@ func TestLegacyStreamPath(t *testing.T) {
 	g := NewWithT(t)
 	ns, acct, agent, h := routedNumber(t, "+14155550330", false)
 	other := createAccount(t, ns, "other")
-	g.Eventually(func() int { return len(h.routing.AllValidators()) }).Should(Equal(2))
+	g.Eventually(func() int { return knownAccounts(h.routing) }).Should(Equal(2))
 
 	c := h.routedCall(g, acct, "+15550001", "+14155550330")
 	c.streamURL = testStreamURL
