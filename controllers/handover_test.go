@@ -150,19 +150,14 @@ func eventNotes(g Gomega, ns, name, reason string) []string {
 // drift warning, the saved original untouched.
 func TestEarlierPublicURLIsNotDrift(t *testing.T) {
 	g := NewWithT(t)
-	ctx := context.Background()
 	ns, acct, e164, tw := newScenario(t, withURL(originalURL))
 	createNumber(t, ns, "n", acct, e164, nil)
 	n := waitReady(t, ns, "n", metav1.ConditionTrue, twiliov1.ReasonConfigured)
 	g.Expect(n.Status.ConfiguredVoiceURL).To(Equal(testVoiceURL))
 
-	// As if the operator had run with another public URL before this one.
-	const earlier = "https://old-public.example.com/twilio/voice"
-	emulator.UpdateNumber(tw.SID, func(n *twiliosim.Number) { n.VoiceURL = earlier })
-	base := n.DeepCopy()
-	n.Status.ConfiguredVoiceURL = earlier
-	g.Expect(k8s.Status().Patch(ctx, n, client.MergeFrom(base))).To(Succeed())
-
+	// The number still points at the operator's earlier public URL (the
+	// manager runs with --previous-public-urls naming it).
+	emulator.UpdateNumber(tw.SID, func(n *twiliosim.Number) { n.VoiceURL = earlierVoiceURL })
 	g.Eventually(func(g Gomega) []string { return eventReasons(g, ns, "n") }, wait, tick).Should(ContainElement("PublicURLChanged"))
 	g.Eventually(func(g Gomega) string { return twilioNumber(g, tw.SID).VoiceURL }, wait, tick).Should(Equal(testVoiceURL))
 	n = waitReady(t, ns, "n", metav1.ConditionTrue, twiliov1.ReasonConfigured)

@@ -232,6 +232,9 @@ type Options struct {
 	// WebhookCredentialsSecret, when set, is the Secret the manager keeps
 	// the verified accounts' auth tokens in for the webhook server.
 	WebhookCredentialsSecret types.NamespacedName
+	// EarlierVoiceURLs are voice URLs of earlier public URLs of this
+	// operator: never saved as originals, re-pointed without drift warnings.
+	EarlierVoiceURLs []string
 	// AgentPolicy, when set, is the webhook server's agent egress policy: a
 	// number whose spec.agent.url it refuses is not taken over.
 	AgentPolicy *egress.Policy
@@ -270,14 +273,15 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 	numberOpts := o.Controller
 	numberOpts.MaxConcurrentReconciles = o.ConcurrentReconciles
 	if err := (&TwilioPhoneNumberReconciler{
-		Client:       mgr.GetClient(),
-		APIReader:    mgr.GetAPIReader(),
-		Recorder:     mgr.GetEventRecorder("twilio-voice-operator"),
-		Connector:    conn,
-		VoiceURL:     o.VoiceURL,
-		PollInterval: o.PollInterval,
-		GuardKey:     o.GuardKey,
-		AgentPolicy:  o.AgentPolicy,
+		Client:           mgr.GetClient(),
+		APIReader:        mgr.GetAPIReader(),
+		Recorder:         mgr.GetEventRecorder("twilio-voice-operator"),
+		Connector:        conn,
+		VoiceURL:         o.VoiceURL,
+		PollInterval:     o.PollInterval,
+		GuardKey:         o.GuardKey,
+		AgentPolicy:      o.AgentPolicy,
+		EarlierVoiceURLs: o.EarlierVoiceURLs,
 	}).SetupWithManager(mgr, numberOpts); err != nil {
 		return fmt.Errorf("set up TwilioPhoneNumber controller: %w", err)
 	}

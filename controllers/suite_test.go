@@ -40,6 +40,9 @@ const (
 	testPoll       = 2 * time.Second
 )
 
+// earlierVoiceURL is a voice URL of an earlier public URL of the operator.
+const earlierVoiceURL = "https://old-public.example.com/twilio/voice"
+
 // credentialsSecret is where the manager publishes verified accounts' tokens.
 var credentialsSecret = types.NamespacedName{Namespace: "default", Name: "webhook-credentials"}
 
@@ -130,7 +133,8 @@ func startManager(ctx context.Context, cfg *rest.Config) error {
 		AllowedAPIURLs: []string{simURL}, WebhookCredentialsSecret: credentialsSecret,
 		// Most tests share one emulated account across their namespaces
 		// (t-…); the tenancy tests use other namespaces, where it is refused.
-		SharedSIDNamespaces: []string{"t-*"}, AgentPolicy: agentPolicy}); err != nil {
+		SharedSIDNamespaces: []string{"t-*"}, AgentPolicy: agentPolicy,
+		EarlierVoiceURLs: []string{earlierVoiceURL}}); err != nil {
 		return err
 	}
 	go func() {

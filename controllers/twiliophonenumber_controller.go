@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -44,6 +45,10 @@ type TwilioPhoneNumberReconciler struct {
 	PollInterval time.Duration
 	// GuardKey signs the saved-routing annotation (see savedAnnotation).
 	GuardKey []byte
+	// EarlierVoiceURLs are voice URLs this operator used before (earlier
+	// public URLs): like status.configuredVoiceURL, never saved as an
+	// original, and re-pointed without a drift warning.
+	EarlierVoiceURLs []string
 	// AgentPolicy, when set, is the agent egress policy the webhook server
 	// applies at dial time; a number whose agent it refuses is not taken over.
 	AgentPolicy *egress.Policy
@@ -383,8 +388,8 @@ func (r *TwilioPhoneNumberReconciler) ensureRouted(ctx context.Context, s *numbe
 	}
 	// The number still points at a URL this operator set before the public
 	// URL changed: re-pointing it is the operator's own change, not drift.
-	earlier := obj.Status.ConfiguredVoiceURL
-	ownEarlier := earlier != "" && earlier != r.VoiceURL && live.VoiceURL == earlier &&
+	earlier := append([]string{obj.Status.ConfiguredVoiceURL}, r.EarlierVoiceURLs...)
+	ownEarlier := live.VoiceURL != "" && live.VoiceURL != r.VoiceURL && slices.Contains(earlier, live.VoiceURL) &&
 		live.TrunkSID == "" && live.VoiceApplicationSID == ""
 	// Drift: the number routed to us for this very generation and now does
 	// not. A spec change in between (a Disabled→Enabled flip, whose restore
@@ -398,10 +403,10 @@ func (r *TwilioPhoneNumberReconciler) ensureRouted(ctx context.Context, s *numbe
 	savedNow := saved == nil && !ownEarlier
 	if ownEarlier {
 		r.event(obj, corev1.EventTypeNormal, "PublicURLChanged", "Configure",
-			"The number points at %s, which this operator set before its public URL changed; re-pointing it at %s", earlier, r.VoiceURL)
+			"The number points at %s, which this operator set before its public URL changed; re-pointing it at %s", live.VoiceURL, r.VoiceURL)
 	}
 	if savedNow {
-		orig := originalFrom(live, r.VoiceURL, earlier)
+		orig := originalFrom(live, r.VoiceURL, earlier...)
 		if drift {
 			r.event(obj, corev1.EventTypeWarning, "DriftDetected", "Reconcile",
 				"Voice routing was changed outside the operator (now %s); no original routing was known, so this routing is saved as the original and restored on hand-back; re-applying", describe(live))

@@ -58,6 +58,7 @@ type config struct {
 	sharedSIDNamespaces  []string
 	credentialsSecret    types.NamespacedName
 	agentPolicy          *egress.Policy
+	previousPublicURLs   []string
 	guardKeySecret       types.NamespacedName
 	zap                  zap.Options
 }
@@ -78,7 +79,7 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz probes.")
 	fs.BoolVar(&c.leaderElect, "leader-elect", false, "Elect a leader so that only one replica reconciles (enable with more than one replica).")
 	fs.StringVar(&c.leaderElectionNS, "leader-election-namespace", "", "Namespace of the leader election Lease (default: the pod's namespace).")
-	var apiURLs, sharing, credentials, guardKey, agentAllowed string
+	var apiURLs, sharing, credentials, guardKey, agentAllowed, previous string
 	var allowLoopbackAgents bool
 	fs.StringVar(&apiURLs, "allowed-api-urls", "", "Comma-separated origins (scheme://host[:port]; without a port, any port) that a TwilioAccount's spec.apiURL may name besides Twilio's own https://*.twilio.com hosts. The account's credentials are sent there.")
 	fs.StringVar(&sharing, "account-sid-sharing-namespaces", "", "Comma-separated namespaces (names or patterns such as team-* or *) whose TwilioAccounts may use the same account SID. Elsewhere the oldest verified TwilioAccount owns a SID and the others are Ready=False Conflict.")
@@ -86,6 +87,7 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&guardKey, "guard-key-secret", "", "namespace/name of the Secret holding the key that signs the saved-routing annotation; created when missing (default: <pod namespace>/twilio-voice-operator-guard-key).")
 	fs.StringVar(&agentAllowed, "agent-allowed-destinations", "", "The webhook server's flag of that name: a number whose spec.agent.url the policy refuses is reported (Ready=False AgentNotAllowed) and not taken over. Keep both the same.")
 	fs.BoolVar(&allowLoopbackAgents, "allow-loopback-agents", false, "The webhook server's flag of that name (local demos only).")
+	fs.StringVar(&previous, "previous-public-urls", "", "Comma-separated public URLs this operator used before --public-url: a number still pointing at <url>/twilio/voice is re-pointed without a drift warning, and that URL is never saved as its original.")
 	c.zap.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -121,6 +123,14 @@ func parseFlags(args []string) (config, error) {
 		}
 		c.sharedSIDNamespaces = append(c.sharedSIDNamespaces, ns)
 	}
+	for _, p := range egress.SplitList(previous) {
+		u, err := publicurl.Parse(p, true)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--previous-public-urls %w", err))
+			continue
+		}
+		c.previousPublicURLs = append(c.previousPublicURLs, u)
+	}
 	policy, err := egress.New(egress.Options{Allowed: egress.SplitList(agentAllowed), AllowLoopback: allowLoopbackAgents, OwnAddrs: []netip.Addr{}})
 	if err != nil {
 		errs = append(errs, fmt.Errorf("--agent-allowed-destinations: %w", err))
@@ -147,6 +157,15 @@ func secretRef(flagName, v, def string) (types.NamespacedName, error) {
 		return types.NamespacedName{}, fmt.Errorf("%s must be namespace/name, got %q", flagName, v)
 	}
 	return types.NamespacedName{Namespace: ns, Name: name}, nil
+}
+
+// voiceURLs maps public URLs to the voice URLs numbers point at.
+func voiceURLs(publicURLs []string) []string {
+	out := make([]string, 0, len(publicURLs))
+	for _, u := range publicURLs {
+		out = append(out, u+controllers.VoicePath)
+	}
+	return out
 }
 
 // podNamespace is the namespace the manager runs in, when in a pod.
@@ -213,6 +232,7 @@ func run(cfg config) error {
 		WebhookCredentialsSecret:    cfg.credentialsSecret,
 		GuardKey:                    guardKey,
 		AgentPolicy:                 cfg.agentPolicy,
+		EarlierVoiceURLs:            voiceURLs(cfg.previousPublicURLs),
 	}); err != nil {
 		return err
 	}
