@@ -9,6 +9,10 @@ const (
 	ConditionReady = "Ready"
 	// ConditionSynced is True when the last exchange with Twilio succeeded.
 	ConditionSynced = "Synced"
+	// ConditionNumbersHandedBack on a TwilioAccount being deleted is False
+	// while some of its TwilioPhoneNumbers still hold saved originals; the
+	// account (and its credentials Secret) stay until they are handed back.
+	ConditionNumbersHandedBack = "NumbersHandedBack"
 )
 
 // Condition reasons. CamelCase, stable: users and Argo CD health checks match on them.
@@ -39,6 +43,26 @@ const (
 	ReasonAgentNotAllowed = "AgentNotAllowed"
 	// ReasonRestoreBlocked: deletion with deletionPolicy Restore cannot reach Twilio.
 	ReasonRestoreBlocked = "RestoreBlocked"
+	// ReasonWebhookUnreachable: the preflight (a request signed as Twilio
+	// would sign it, to the public voice URL) did not come back with an
+	// answer that streams the call to the number's agent; nothing is taken
+	// over through the account until it does.
+	ReasonWebhookUnreachable = "WebhookUnreachable"
+	// ReasonContested: the number's live routing is another install's voice
+	// URL, or kept flipping back to the same foreign URL; the operator stops
+	// re-applying (and never saves that URL as the original) until the
+	// object changes.
+	ReasonContested = "Contested"
+	// ReasonTakeoverPaced: the account's take-over pace (spec.takeover or the
+	// manager's --takeover-burst/--takeover-per-minute) is spent; the number
+	// is taken over when its turn comes.
+	ReasonTakeoverPaced = "TakeoverPaced"
+	// ReasonNumbersStillRouted: a TwilioAccount being deleted waits for its
+	// numbers that hold saved originals to be handed back.
+	ReasonNumbersStillRouted = "NumbersStillRouted"
+	// ReasonNumbersHandedBack: none of a deleting TwilioAccount's numbers
+	// holds a saved original any more.
+	ReasonNumbersHandedBack = "NumbersHandedBack"
 
 	// ReasonSynced: the last Twilio exchange succeeded.
 	ReasonSynced = "Synced"
@@ -62,6 +86,23 @@ const (
 	// by the manager's --allowed-api-urls; no credentials are sent there.
 	ReasonAPIURLNotAllowed = "APIURLNotAllowed"
 )
+
+// Finalizers of the account life cycle.
+const (
+	// AccountFinalizer keeps a TwilioAccount while numbers that route through
+	// it hold saved originals: their restore needs its credentials.
+	AccountFinalizer = "twilio.loquent.io/hand-back-numbers"
+	// CredentialsFinalizer keeps a TwilioAccount's credentials Secret (it
+	// stays readable while terminating) until no account that uses it needs
+	// it for a restore, so deleting a whole bundle still hands every number back.
+	CredentialsFinalizer = "twilio.loquent.io/credentials-in-use"
+)
+
+// VoiceURLInstallParam is the query parameter that marks a Voice URL as set by
+// an install of this operator; its value names the install (--install-id).
+// A number at another install's marked URL is Contested, never taken over,
+// and that URL is never saved as an original.
+const VoiceURLInstallParam = "tvo-install"
 
 // Annotations written by the operator.
 const (

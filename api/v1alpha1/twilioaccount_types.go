@@ -47,6 +47,27 @@ type TwilioAccountSpec struct {
 	// +kubebuilder:validation:Maximum=100
 	// +optional
 	MaxConcurrentRequests int32 `json:"maxConcurrentRequests,omitempty"`
+	// Takeover paces how fast this account's numbers are pointed at the
+	// webhook server (take-overs, re-points after a public URL change, drift
+	// repairs); unset fields take the manager's --takeover-burst and
+	// --takeover-per-minute. Hand-backs are never paced.
+	// +optional
+	Takeover *TakeoverPacing `json:"takeover,omitempty"`
+}
+
+// TakeoverPacing is a token bucket: Burst numbers at once, then PerMinute.
+type TakeoverPacing struct {
+	// Burst is how many numbers may be taken over at once.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100000
+	// +optional
+	Burst *int32 `json:"burst,omitempty"`
+	// PerMinute is how many more numbers may be taken over each minute once
+	// the burst is spent.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100000
+	// +optional
+	PerMinute *int32 `json:"perMinute,omitempty"`
 }
 
 // TwilioAccountStatus is what the operator observed of the account.

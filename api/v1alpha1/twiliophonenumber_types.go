@@ -49,6 +49,57 @@ type RecordingSpec struct {
 	Enabled *bool `json:"enabled,omitempty"`
 }
 
+// FallbackAction is what a call does when its agent cannot take it.
+// +kubebuilder:validation:Enum=Say;Dial;Original
+type FallbackAction string
+
+const (
+	// FallbackSay speaks fallback.message and hangs up.
+	FallbackSay FallbackAction = "Say"
+	// FallbackDial dials fallback.number.
+	FallbackDial FallbackAction = "Dial"
+	// FallbackOriginal redirects the call to the saved original Voice URL,
+	// so the platform the number came from answers it. A number whose
+	// original had no Voice URL (empty, an application or a trunk) gets Say.
+	FallbackOriginal FallbackAction = "Original"
+)
+
+// FallbackSpec says what happens to a call whose agent cannot take it: the
+// agent is unreachable or refused, or the media stream ends without the call
+// being hung up. The webhook server puts the fallback after </Connect> in the
+// call's TwiML, where Twilio goes on once the stream ends. Agents end calls
+// by hanging them up (Twilio's REST API), not by closing the stream.
+// +kubebuilder:validation:XValidation:rule="self.action != 'Dial' || has(self.number)",message="fallback.number is required when fallback.action is Dial: the E.164 number to dial, for example +14155550100"
+// +kubebuilder:validation:XValidation:rule="!(has(self.voiceFallbackURL) && has(self.originalAsVoiceFallback) && self.originalAsVoiceFallback)",message="set at most one of fallback.voiceFallbackURL and fallback.originalAsVoiceFallback"
+type FallbackSpec struct {
+	// Action is Say (the default: fallback.message, then hang up), Dial
+	// (fallback.number) or Original (redirect to the saved original Voice URL).
+	// +kubebuilder:default=Say
+	// +optional
+	Action FallbackAction `json:"action,omitempty"`
+	// Message spoken by Say; by default "Sorry, this number cannot take your
+	// call right now. Goodbye."
+	// +kubebuilder:validation:MaxLength=1000
+	// +optional
+	Message string `json:"message,omitempty"`
+	// Number dialled by Dial, in E.164 form.
+	// +kubebuilder:validation:MaxLength=16
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[+][1-9][0-9]{1,14}$')",message="fallback.number must be in E.164 form: a plus sign, the country code and the number, digits only (for example +14155550100)"
+	// +optional
+	Number string `json:"number,omitempty"`
+	// OriginalAsVoiceFallback also sets the number's VoiceFallbackUrl in
+	// Twilio to the saved original Voice URL while it routes here, so that
+	// Twilio asks the old platform when the webhook server cannot answer
+	// (cluster or ingress down). Restore puts the original fallback back.
+	// +optional
+	OriginalAsVoiceFallback bool `json:"originalAsVoiceFallback,omitempty"`
+	// VoiceFallbackURL does the same with a URL of your choice.
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule="self.matches('^https?://[^/?#]+([/?#].*)?$')",message="fallback.voiceFallbackURL must be an absolute http:// or https:// URL, for example https://old-platform.example.com/voice"
+	// +optional
+	VoiceFallbackURL string `json:"voiceFallbackURL,omitempty"`
+}
+
 // TwilioPhoneNumberSpec is one number's desired inbound voice routing.
 type TwilioPhoneNumberSpec struct {
 	// AccountRef names the TwilioAccount, in this namespace, that owns the number. Immutable.
@@ -70,6 +121,11 @@ type TwilioPhoneNumberSpec struct {
 	// Agent is where this number's calls go.
 	// +optional
 	Agent *AgentSpec `json:"agent,omitempty"`
+
+	// Fallback is what a call does when its agent cannot take it; unset, the
+	// call ends.
+	// +optional
+	Fallback *FallbackSpec `json:"fallback,omitempty"`
 
 	// Recording of this number's calls; on by default.
 	// +kubebuilder:default={enabled: true}

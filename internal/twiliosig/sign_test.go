@@ -1,4 +1,4 @@
-package callsim
+package twiliosig
 
 import (
 	"net/url"
@@ -7,6 +7,8 @@ import (
 	. "github.com/onsi/gomega"
 	"github.com/twilio/twilio-go/client"
 )
+
+const testToken = "secretToken0123456789"
 
 func TestSignMatchesTwilioDocsExample(t *testing.T) {
 	g := NewWithT(t)
@@ -52,4 +54,12 @@ func TestSignPassesTwilioGoValidator(t *testing.T) {
 			g.Expect(rv.ValidateBody(tt.checked, []byte(tt.params.Encode()), sig)).To(Equal(tt.wantPass))
 		})
 	}
+}
+
+func flatten(v url.Values) map[string]string {
+	m := make(map[string]string, len(v))
+	for k := range v {
+		m[k] = v.Get(k)
+	}
+	return m
 }
