@@ -41,6 +41,9 @@ type Connection struct {
 	authToken string
 
 	verifiedAt atomic.Int64 // unix nanoseconds of the last successful credential check
+	// preflight is the latest preflight of the public voice path with these
+	// credentials (see preflightGate).
+	preflight preflightState
 }
 
 // VerifiedWithin reports whether these credentials were verified less than d ago.

@@ -25,6 +25,38 @@ func routesTo(r twilio.Routing, voiceURL string) bool {
 		(r.VoiceMethod == "" || strings.EqualFold(r.VoiceMethod, "POST"))
 }
 
+// desiredFallback is the VoiceFallbackUrl (and method) spec.fallback asks for
+// while the number routes here: its voiceFallbackURL, or the saved original
+// Voice URL with originalAsVoiceFallback. set is false when the spec asks for
+// none (the number's own fallback is left as it is).
+func desiredFallback(obj *twiliov1.TwilioPhoneNumber, saved *twiliov1.SavedRouting) (url, method string, set bool) {
+	f := obj.Spec.Fallback
+	switch {
+	case f == nil:
+		return "", "", false
+	case f.VoiceFallbackURL != "":
+		return f.VoiceFallbackURL, "POST", true
+	case f.OriginalAsVoiceFallback && saved != nil && saved.VoiceURL != "":
+		method = saved.VoiceMethod
+		if method == "" {
+			method = "POST"
+		}
+		return saved.VoiceURL, strings.ToUpper(method), true
+	}
+	return "", "", false
+}
+
+// isRouted reports whether the live routing is what the operator wants while
+// the number is Enabled: calls go to its voice URL and, when spec.fallback
+// asks for one, Twilio's fallback is that URL.
+func (r *TwilioPhoneNumberReconciler) isRouted(obj *twiliov1.TwilioPhoneNumber, live twilio.Routing, saved *twiliov1.SavedRouting) bool {
+	if !routesTo(live, r.VoiceURL) {
+		return false
+	}
+	want, _, set := desiredFallback(obj, saved)
+	return !set || live.VoiceFallbackURL == want
+}
+
 // originalFrom is the routing to save before taking a number over. Our own
 // URLs (the current one and any this operator set before) are never saved
 // as the original: restoring one would hand back nothing.
@@ -47,9 +79,13 @@ func originalFrom(r twilio.Routing, voiceURL string, earlier ...string) twiliov1
 
 // takeoverUpdate points the number at voiceURL, clearing the TwiML
 // application and trunk that would otherwise take precedence.
-func takeoverUpdate(live twilio.Routing, voiceURL string) twilio.RoutingUpdate {
+// A non-empty fallbackURL also becomes the number's VoiceFallbackUrl.
+func takeoverUpdate(live twilio.Routing, voiceURL, fallbackURL, fallbackMethod string) twilio.RoutingUpdate {
 	post, empty := "POST", ""
 	u := twilio.RoutingUpdate{VoiceURL: &voiceURL, VoiceMethod: &post}
+	if fallbackURL != "" {
+		u.VoiceFallbackURL, u.VoiceFallbackMethod = &fallbackURL, &fallbackMethod
+	}
 	if live.VoiceApplicationSID != "" {
 		u.VoiceApplicationSID = &empty
 	}

@@ -58,11 +58,11 @@ func TestEarlierOwnURLNeverSavedAsOriginal(t *testing.T) {
 }
 
 func TestTakeoverClearsOnlyWhatTakesPrecedence(t *testing.T) {
-	u := takeoverUpdate(twilio.Routing{VoiceURL: "https://old"}, ours)
+	u := takeoverUpdate(twilio.Routing{VoiceURL: "https://old"}, ours, "", "")
 	if *u.VoiceURL != ours || *u.VoiceMethod != "POST" || u.VoiceApplicationSID != nil || u.TrunkSID != nil || u.VoiceFallbackURL != nil {
 		t.Errorf("plain takeover %+v", u)
 	}
-	u = takeoverUpdate(twilio.Routing{VoiceApplicationSID: "AP1", TrunkSID: "TK1"}, ours)
+	u = takeoverUpdate(twilio.Routing{VoiceApplicationSID: "AP1", TrunkSID: "TK1"}, ours, "", "")
 	if u.VoiceApplicationSID == nil || *u.VoiceApplicationSID != "" || u.TrunkSID == nil || *u.TrunkSID != "" {
 		t.Errorf("takeover over app+trunk must clear both: %+v", u)
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"golang.org/x/time/rate"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/types"
@@ -62,6 +63,12 @@ func SetupIndexes(ctx context.Context, mgr ctrl.Manager) error {
 
 // SetupWithManager registers the TwilioPhoneNumber controller.
 func (r *TwilioPhoneNumberReconciler) SetupWithManager(mgr ctrl.Manager, opts controller.Options) error {
+	if r.gates == nil {
+		r.gates = &takeoverGates{pacers: map[types.NamespacedName]*rate.Limiter{}, flips: map[types.UID][]flip{}, pendingSince: map[types.UID]time.Time{}}
+	}
+	if r.PreflightClient == nil {
+		r.PreflightClient = defaultPreflightClient()
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&twiliov1.TwilioPhoneNumber{}, builder.WithPredicates(notStatusOnly())).
 		// When an owner goes, the next-oldest object for the same number takes
@@ -113,11 +120,12 @@ func (r *TwilioAccountReconciler) SetupWithManager(mgr ctrl.Manager, opts contro
 		// When an account using the same SID goes or changes its Ready, the
 		// others re-check who owns the SID.
 		Watches(&twiliov1.TwilioAccount{}, handler.EnqueueRequestsFromMapFunc(r.sameSID), readyChanged()).
-		// Keep the managed-number count current.
+		// Keep the managed-number count current, and know when numbers stop
+		// holding originals (a deleting account waits for that).
 		Watches(&twiliov1.TwilioPhoneNumber{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
 			n := o.(*twiliov1.TwilioPhoneNumber)
 			return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: n.Namespace, Name: n.Spec.AccountRef.Name}}}
-		}), createOrDelete()).
+		}), createDeleteOrHolding()).
 		WithOptions(opts).
 		Named("twilioaccount").
 		Complete(r)
@@ -182,10 +190,14 @@ func createOrDeleting() builder.Predicates {
 	})
 }
 
-func createOrDelete() builder.Predicates {
+// createDeleteOrHolding passes numbers created or deleted, and updates that
+// change whether a number holds a saved original.
+func createDeleteOrHolding() builder.Predicates {
 	return builder.WithPredicates(predicate.Funcs{
-		CreateFunc:  func(event.CreateEvent) bool { return true },
-		UpdateFunc:  func(event.UpdateEvent) bool { return false },
+		CreateFunc: func(event.CreateEvent) bool { return true },
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			return holdsOriginal(e.ObjectOld.(*twiliov1.TwilioPhoneNumber)) != holdsOriginal(e.ObjectNew.(*twiliov1.TwilioPhoneNumber))
+		},
 		DeleteFunc:  func(event.DeleteEvent) bool { return true },
 		GenericFunc: func(event.GenericEvent) bool { return false },
 	})
@@ -243,6 +255,16 @@ type Options struct {
 	// a random key for this process only (tests, benchmarks); production
 	// passes a persistent one (cmd/manager keeps it in a Secret).
 	GuardKey []byte
+	// Preflight proves the public voice path (a signed request to VoiceURL
+	// that must come back streaming to the number's agent) before numbers of
+	// an account are pointed at it. Off in tests without a webhook server.
+	Preflight bool
+	// PreflightClient sends preflights; nil means the default client.
+	PreflightClient *http.Client
+	// TakeoverBurst and TakeoverPerMinute pace take-overs per account for
+	// TwilioAccounts without spec.takeover: Burst at once, then PerMinute;
+	// 0 means unpaced.
+	TakeoverBurst, TakeoverPerMinute int
 }
 
 // Setup registers the field indexes and both controllers with mgr.
@@ -273,15 +295,19 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 	numberOpts := o.Controller
 	numberOpts.MaxConcurrentReconciles = o.ConcurrentReconciles
 	if err := (&TwilioPhoneNumberReconciler{
-		Client:           mgr.GetClient(),
-		APIReader:        mgr.GetAPIReader(),
-		Recorder:         mgr.GetEventRecorder("twilio-voice-operator"),
-		Connector:        conn,
-		VoiceURL:         o.VoiceURL,
-		PollInterval:     o.PollInterval,
-		GuardKey:         o.GuardKey,
-		AgentPolicy:      o.AgentPolicy,
-		EarlierVoiceURLs: o.EarlierVoiceURLs,
+		Client:            mgr.GetClient(),
+		APIReader:         mgr.GetAPIReader(),
+		Recorder:          mgr.GetEventRecorder("twilio-voice-operator"),
+		Connector:         conn,
+		VoiceURL:          o.VoiceURL,
+		PollInterval:      o.PollInterval,
+		GuardKey:          o.GuardKey,
+		AgentPolicy:       o.AgentPolicy,
+		EarlierVoiceURLs:  o.EarlierVoiceURLs,
+		Preflight:         o.Preflight,
+		PreflightClient:   o.PreflightClient,
+		TakeoverBurst:     o.TakeoverBurst,
+		TakeoverPerMinute: o.TakeoverPerMinute,
 	}).SetupWithManager(mgr, numberOpts); err != nil {
 		return fmt.Errorf("set up TwilioPhoneNumber controller: %w", err)
 	}

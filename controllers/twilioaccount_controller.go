@@ -34,7 +34,9 @@ type TwilioAccountReconciler struct {
 	PollInterval time.Duration
 }
 
-// +kubebuilder:rbac:groups=twilio.loquent.io,resources=twilioaccounts,verbs=get;list;watch
+// +kubebuilder:rbac:groups=twilio.loquent.io,resources=twilioaccounts,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=twilio.loquent.io,resources=twilioaccounts/finalizers,verbs=update
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=twilio.loquent.io,resources=twilioaccounts/status,verbs=get;update;patch
 
 // Reconcile implements reconcile.Reconciler.
@@ -66,6 +68,9 @@ func (r *TwilioAccountReconciler) reconcileAccount(ctx context.Context, acct *tw
 		return ctrl.Result{}, fmt.Errorf("list TwilioPhoneNumbers of %s: %w", acct.Name, err)
 	}
 	acct.Status.NumbersManaged = int32(len(managed.Items))
+	if done, err := r.reconcileHandBack(ctx, acct, managed.Items); err != nil || done {
+		return ctrl.Result{}, err
+	}
 
 	conn, err := r.Connector.Connect(ctx, acct)
 	if se, ok := asConfigError(err); ok {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"slices"
 	"time"
 
@@ -52,8 +53,18 @@ type TwilioPhoneNumberReconciler struct {
 	// AgentPolicy, when set, is the agent egress policy the webhook server
 	// applies at dial time; a number whose agent it refuses is not taken over.
 	AgentPolicy *egress.Policy
+	// Preflight makes every write that points a number here wait for the
+	// account's preflight of the public voice path (see preflightGate).
+	Preflight bool
+	// PreflightClient sends preflights; nil means a client with
+	// preflight.DefaultTimeout that follows no redirects.
+	PreflightClient *http.Client
+	// TakeoverBurst and TakeoverPerMinute pace take-overs per account when the
+	// TwilioAccount sets no spec.takeover; 0 means unpaced.
+	TakeoverBurst, TakeoverPerMinute int
 
 	rejected rejections
+	gates    *takeoverGates
 }
 
 // numberScope carries what one reconcile learned, shared by its steps.
@@ -61,6 +72,7 @@ type numberScope struct {
 	obj  *twiliov1.TwilioPhoneNumber
 	base *twiliov1.TwilioPhoneNumber // last persisted state, for merge patches
 	conn *Connection
+	acct *twiliov1.TwilioAccount
 	live twilio.Number
 	// fresh is true once obj's metadata and saved state were read from the
 	// API server itself in this reconcile (readFresh).
@@ -84,6 +96,9 @@ func (r *TwilioPhoneNumberReconciler) Reconcile(ctx context.Context, req ctrl.Re
 			r.rejected.forget(req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !obj.DeletionTimestamp.IsZero() {
+		defer r.gates.forgetObject(obj.UID)
 	}
 	s := &numberScope{obj: obj, base: obj.DeepCopy()}
 	if c := meta.FindStatusCondition(obj.Status.Conditions, twiliov1.ConditionReady); c != nil {
@@ -136,6 +151,9 @@ func (r *TwilioPhoneNumberReconciler) reconcileNormal(ctx context.Context, s *nu
 	}
 	if !s.obj.RoutingEnabled() {
 		return r.ensureRestored(ctx, s)
+	}
+	if why := handingBack(s.acct); why != "" {
+		return r.markNotAnswerable(s, twiliov1.ReasonAccountNotReady, why)
 	}
 	if s.obj.Spec.Agent == nil {
 		return r.markNotAnswerable(s, twiliov1.ReasonNoAgent,
@@ -275,7 +293,7 @@ func (r *TwilioPhoneNumberReconciler) connect(ctx context.Context, s *numberScop
 	// list the SID's shared inventory (after a restart, before the account
 	// reconciler has verified it again).
 	conn.Trust()
-	s.conn = conn
+	s.conn, s.acct = conn, &acct
 	if isConditionReason(obj.Status.Conditions, twiliov1.ConditionReady, metav1.ConditionFalse, twiliov1.ReasonAccountNotReady) {
 		setCondition(&obj.Status.Conditions, obj.Generation, twiliov1.ConditionReady, metav1.ConditionUnknown, twiliov1.ReasonProgressing,
 			fmt.Sprintf("TwilioAccount %q is Ready; reading the number from Twilio", obj.Spec.AccountRef.Name))
@@ -366,7 +384,7 @@ func (r *TwilioPhoneNumberReconciler) refresh(ctx context.Context, s *numberScop
 // there first (annotation and finalizer, then status) when it holds none.
 func (r *TwilioPhoneNumberReconciler) ensureRouted(ctx context.Context, s *numberScope) (ctrl.Result, error) {
 	obj := s.obj
-	if routesTo(s.live.Routing, r.VoiceURL) {
+	if r.isRouted(obj, s.live.Routing, obj.Status.SavedRouting) {
 		return r.routed(ctx, s)
 	}
 	if trunk := s.live.Routing.TrunkSID; trunk != "" && !obj.Spec.AllowTrunkDetach {
@@ -376,7 +394,7 @@ func (r *TwilioPhoneNumberReconciler) ensureRouted(ctx context.Context, s *numbe
 		return r.twilioResult(obj, err)
 	}
 	live := s.live.Routing
-	if routesTo(live, r.VoiceURL) {
+	if r.isRouted(obj, live, obj.Status.SavedRouting) {
 		return r.routed(ctx, s)
 	}
 	if live.TrunkSID != "" && !obj.Spec.AllowTrunkDetach {
@@ -386,6 +404,9 @@ func (r *TwilioPhoneNumberReconciler) ensureRouted(ctx context.Context, s *numbe
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	if r.isRouted(obj, live, saved) {
+		return r.routed(ctx, s)
+	}
 	// The number still points at a URL this operator set before the public
 	// URL changed: re-pointing it is the operator's own change, not drift.
 	earlier := append([]string{obj.Status.ConfiguredVoiceURL}, r.EarlierVoiceURLs...)
@@ -394,7 +415,17 @@ func (r *TwilioPhoneNumberReconciler) ensureRouted(ctx context.Context, s *numbe
 	// Drift: the number routed to us for this very generation and now does
 	// not. A spec change in between (a Disabled→Enabled flip, whose restore
 	// was ours) is not drift.
-	drift := !ownEarlier && r.prevCurrent(s, twiliov1.ReasonConfigured, twiliov1.ReasonOriginalUnknown) && s.prevReady.Status == metav1.ConditionTrue
+	drift := !ownEarlier && r.prevCurrent(s, twiliov1.ReasonConfigured, twiliov1.ReasonOriginalUnknown) && s.prevReady.Status == metav1.ConditionTrue &&
+		!routesTo(live, r.VoiceURL) // only the fallback URL differs: a spec change, not drift
+	if msg, yes := r.contested(s, live, earlier, drift); yes {
+		return r.markContested(s, msg)
+	}
+	if ok, res := r.preflightGate(ctx, s); !ok {
+		return res, nil
+	}
+	if ok, res := r.paceGate(s); !ok {
+		return res, nil
+	}
 	setCondition(&obj.Status.Conditions, obj.Generation, twiliov1.ConditionReady, metav1.ConditionFalse, twiliov1.ReasonProgressing,
 		"Pointing the number at "+r.VoiceURL+" (live: "+describe(live)+")")
 	// At the operator's own earlier URL with nothing saved, no original is
@@ -419,7 +450,8 @@ func (r *TwilioPhoneNumberReconciler) ensureRouted(ctx context.Context, s *numbe
 		r.event(obj, corev1.EventTypeWarning, "DriftDetected", "Reconcile",
 			"Voice routing was changed outside the operator (now %s); re-applying. The saved original is unchanged", describe(live))
 	}
-	if err := r.updateRouting(ctx, s, false, takeoverUpdate(live, r.VoiceURL)); err != nil {
+	fallbackURL, fallbackMethod, _ := desiredFallback(obj, saved)
+	if err := r.updateRouting(ctx, s, false, takeoverUpdate(live, r.VoiceURL, fallbackURL, fallbackMethod)); err != nil {
 		return r.twilioResult(obj, err)
 	}
 	obj.Status.ConfiguredVoiceURL = r.VoiceURL
@@ -527,7 +559,15 @@ func (r *TwilioPhoneNumberReconciler) ensureRestored(ctx context.Context, s *num
 	if err := r.refresh(ctx, s); err != nil {
 		return r.twilioResult(obj, err)
 	}
-	if !matchesSaved(s.live.Routing, *saved) {
+	if live := s.live.Routing; live.TrunkSID == "" && live.VoiceApplicationSID == "" &&
+		otherInstallURL(live.VoiceURL, r.VoiceURL, append([]string{obj.Status.ConfiguredVoiceURL}, r.EarlierVoiceURLs...)) {
+		// Another install took the number over from the same original (it
+		// never takes over from a marked URL) and restores it when it hands
+		// the number back: writing the original here would cut it off.
+		r.event(obj, corev1.EventTypeWarning, "LeftToOtherInstall", "Restore",
+			"The number is routed by another install of the operator (%s), which holds the same original; it is left routed there, and this object forgets its copy (%s)",
+			live.VoiceURL, describeSaved(*saved))
+	} else if !matchesSaved(s.live.Routing, *saved) {
 		if err := r.updateRouting(ctx, s, true, restoreUpdate(*saved, s.live.Routing)); err != nil {
 			return r.twilioResult(obj, err)
 		}
