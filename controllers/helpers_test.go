@@ -32,7 +32,7 @@ func nextE164() string {
 }
 
 // createAccount makes a credentials Secret and a TwilioAccount pointing at the emulator.
-func createAccount(t *testing.T, ns, token string) string {
+func createAccount(t *testing.T, ns, token string, mutate ...func(*twiliov1.TwilioAccount)) string {
 	t.Helper()
 	ctx := context.Background()
 	secret := &corev1.Secret{
@@ -49,6 +49,9 @@ func createAccount(t *testing.T, ns, token string) string {
 			CredentialsSecretRef: twiliov1.SecretReference{Name: secret.Name},
 			APIURL:               simURL,
 		},
+	}
+	for _, m := range mutate {
+		m(acct)
 	}
 	if err := k8s.Create(ctx, acct); err != nil {
 		t.Fatalf("create TwilioAccount: %v", err)

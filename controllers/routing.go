@@ -4,9 +4,11 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 
@@ -16,6 +18,22 @@ import (
 
 // VoicePath is the webhook server's inbound-call endpoint under the public URL.
 const VoicePath = "/twilio/voice"
+
+// InstallVoiceURL is the Voice URL an install points numbers at:
+// {public URL}/twilio/voice?tvo-install={install ID}. The marker lets other
+// installs recognise it (see otherInstallURL); Twilio signs the whole URL, and
+// the webhook server checks it as requested.
+func InstallVoiceURL(publicURL, installID string) string {
+	return publicURL + VoicePath + "?" + url.Values{twiliov1.VoiceURLInstallParam: {installID}}.Encode()
+}
+
+// DefaultInstallID names an install after its public URL (12 hex digits of
+// its SHA-256): stable across restarts, and different for two installs
+// unless they share a public URL (and so a webhook server).
+func DefaultInstallID(publicURL string) string {
+	sum := sha256.Sum256([]byte(publicURL))
+	return hex.EncodeToString(sum[:6])
+}
 
 // routesTo reports whether Twilio sends the number's calls to voiceURL: no
 // trunk and no TwiML application (both take precedence over VoiceUrl) and

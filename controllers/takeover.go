@@ -95,10 +95,12 @@ func (r *TwilioPhoneNumberReconciler) contested(s *numberScope, live twilio.Rout
 	obj := s.obj
 	direct := live.TrunkSID == "" && live.VoiceApplicationSID == ""
 	if direct && otherInstallURL(live.VoiceURL, r.VoiceURL, earlier) {
-		return fmt.Sprintf("The number's Voice URL %s was set by another install of twilio-voice-operator (another cluster or public URL) that routes it now; "+
-			"this operator neither re-points it nor saves that URL as the original. Hand the number back there first, or delete this object (deletionPolicy applies)", live.VoiceURL), true
+		return fmt.Sprintf("The number's routing (%s) was set by another install of twilio-voice-operator (another cluster or public URL) that routes it now; "+
+			"this operator neither re-points it nor saves that URL as the original, and takes the number over once that install hands it back", describe(live)), true
 	}
-	if r.prevCurrent(s, twiliov1.ReasonContested) {
+	// Contested stays while the live routing is the one it named, for this
+	// generation: a spec change, or a change on the other side, tries again.
+	if r.prevCurrent(s, twiliov1.ReasonContested) && strings.Contains(s.prevReady.Message, "("+describe(live)+")") {
 		return s.prevReady.Message, true
 	}
 	if !drift {
@@ -126,8 +128,8 @@ func (r *TwilioPhoneNumberReconciler) contested(s *numberScope, live twilio.Rout
 		return "", false
 	}
 	delete(g.flips, obj.UID)
-	return fmt.Sprintf("Live routing went back to %s %d times within %d poll intervals after this operator re-applied its URL: something else (another system or cluster) keeps setting it. "+
-		"The operator stopped re-applying; change this object (for example an annotation) to try again, once the other side is stopped", describe(live), same, contestWindow), true
+	return fmt.Sprintf("Live routing went back to the same foreign routing (%s) %d times within %d poll intervals after this operator re-applied its URL: something else (another system or cluster) keeps setting it. "+
+		"The operator stopped re-applying; it tries again when that routing changes or this object's spec does, so stop the other side first", describe(live), same, contestWindow), true
 }
 
 // forgetObject drops the gates' memory of a deleted object.

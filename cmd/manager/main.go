@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path"
+	"regexp"
 	"strings"
 	"time"
 
@@ -60,6 +61,10 @@ type config struct {
 	agentPolicy          *egress.Policy
 	previousPublicURLs   []string
 	guardKeySecret       types.NamespacedName
+	installID            string
+	preflight            bool
+	takeoverBurst        int
+	takeoverPerMinute    int
 	zap                  zap.Options
 }
 
@@ -68,7 +73,7 @@ func parseFlags(args []string) (config, error) {
 	var c config
 	var allowHTTP bool
 	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
-	fs.StringVar(&c.publicURL, "public-url", "", "Public base URL of the webhook server, https://host (required). Numbers are pointed at <public-url>/twilio/voice.")
+	fs.StringVar(&c.publicURL, "public-url", "", "Public base URL of the webhook server, https://host (required). Numbers are pointed at <public-url>/twilio/voice?tvo-install=<install-id>.")
 	fs.BoolVar(&allowHTTP, "allow-http-public-url", false, "Accept an http:// public URL (local demos only; Twilio requires https).")
 	fs.DurationVar(&c.pollInterval, "poll-interval", 5*time.Minute, "How often Twilio is re-read to detect out-of-band changes (jittered +0-20%). One list call per account per interval.")
 	fs.IntVar(&c.concurrentReconciles, "max-concurrent-reconciles", 16, "TwilioPhoneNumbers reconciled in parallel. Twilio calls are further capped per account by spec.maxConcurrentRequests.")
@@ -88,6 +93,10 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&agentAllowed, "agent-allowed-destinations", "", "The webhook server's flag of that name: a number whose spec.agent.url the policy refuses is reported (Ready=False AgentNotAllowed) and not taken over. Keep both the same.")
 	fs.BoolVar(&allowLoopbackAgents, "allow-loopback-agents", false, "The webhook server's flag of that name (local demos only).")
 	fs.StringVar(&previous, "previous-public-urls", "", "Comma-separated public URLs this operator used before --public-url: a number still pointing at <url>/twilio/voice is re-pointed without a drift warning, and that URL is never saved as its original.")
+	fs.StringVar(&c.installID, "install-id", "", "Names this install in the Voice URL it sets (<public-url>/twilio/voice?tvo-install=<id>), so that another install meeting the number reports Contested instead of fighting over it (default: derived from --public-url). Lowercase letters, digits and dashes.")
+	fs.BoolVar(&c.preflight, "preflight", true, "Before pointing an account's numbers at <public-url>/twilio/voice, send a request signed as Twilio would and require an answer that streams to the number's agent (numbers report WebhookUnreachable otherwise). Turn off only where the manager's pods cannot reach their own public URL.")
+	fs.IntVar(&c.takeoverBurst, "takeover-burst", 100, "Numbers per TwilioAccount that may be pointed at the webhook server at once (take-overs, re-points, drift repairs), for accounts without spec.takeover.burst; 0 disables pacing.")
+	fs.IntVar(&c.takeoverPerMinute, "takeover-per-minute", 100, "Numbers per TwilioAccount pointed at the webhook server per minute once the burst is spent, for accounts without spec.takeover.perMinute; 0 disables pacing.")
 	c.zap.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -131,6 +140,14 @@ func parseFlags(args []string) (config, error) {
 		}
 		c.previousPublicURLs = append(c.previousPublicURLs, u)
 	}
+	if c.installID == "" {
+		c.installID = controllers.DefaultInstallID(c.publicURL)
+	} else if !installIDPattern.MatchString(c.installID) {
+		errs = append(errs, fmt.Errorf("--install-id %q: use 1 to 63 lowercase letters, digits and dashes", c.installID))
+	}
+	if c.takeoverBurst < 0 || c.takeoverPerMinute < 0 {
+		errs = append(errs, fmt.Errorf("--takeover-burst and --takeover-per-minute must not be negative"))
+	}
 	policy, err := egress.New(egress.Options{Allowed: egress.SplitList(agentAllowed), AllowLoopback: allowLoopbackAgents, OwnAddrs: []netip.Addr{}})
 	if err != nil {
 		errs = append(errs, fmt.Errorf("--agent-allowed-destinations: %w", err))
@@ -159,11 +176,16 @@ func secretRef(flagName, v, def string) (types.NamespacedName, error) {
 	return types.NamespacedName{Namespace: ns, Name: name}, nil
 }
 
-// voiceURLs maps public URLs to the voice URLs numbers point at.
-func voiceURLs(publicURLs []string) []string {
-	out := make([]string, 0, len(publicURLs))
+var installIDPattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// voiceURLs maps earlier public URLs to the voice URLs this operator may have
+// pointed numbers at: unmarked (before install markers), marked with this
+// install's ID, and marked with the ID derived from that URL.
+func voiceURLs(publicURLs []string, installID string) []string {
+	out := make([]string, 0, 3*len(publicURLs))
 	for _, u := range publicURLs {
-		out = append(out, u+controllers.VoicePath)
+		out = append(out, u+controllers.VoicePath, controllers.InstallVoiceURL(u, installID),
+			controllers.InstallVoiceURL(u, controllers.DefaultInstallID(u)))
 	}
 	return out
 }
@@ -223,7 +245,7 @@ func run(cfg config) error {
 		return fmt.Errorf("guard key: %w", err)
 	}
 	if err := controllers.Setup(ctx, mgr, controllers.Options{
-		VoiceURL:                    cfg.publicURL + controllers.VoicePath,
+		VoiceURL:                    controllers.InstallVoiceURL(cfg.publicURL, cfg.installID),
 		PollInterval:                cfg.pollInterval,
 		ConcurrentReconciles:        cfg.concurrentReconciles,
 		MaxConcurrentTwilioRequests: cfg.twilioConcurrency,
@@ -232,7 +254,11 @@ func run(cfg config) error {
 		WebhookCredentialsSecret:    cfg.credentialsSecret,
 		GuardKey:                    guardKey,
 		AgentPolicy:                 cfg.agentPolicy,
-		EarlierVoiceURLs:            voiceURLs(cfg.previousPublicURLs),
+		// The unmarked URL of this public URL is what earlier versions set.
+		EarlierVoiceURLs:  append(voiceURLs(cfg.previousPublicURLs, cfg.installID), cfg.publicURL+controllers.VoicePath),
+		Preflight:         cfg.preflight,
+		TakeoverBurst:     cfg.takeoverBurst,
+		TakeoverPerMinute: cfg.takeoverPerMinute,
 	}); err != nil {
 		return err
 	}
@@ -243,6 +269,6 @@ func run(cfg config) error {
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		return fmt.Errorf("add ready check: %w", err)
 	}
-	ctrl.Log.Info("Starting manager", "publicURL", cfg.publicURL, "pollInterval", cfg.pollInterval)
+	ctrl.Log.Info("Starting manager", "publicURL", cfg.publicURL, "installID", cfg.installID, "preflight", cfg.preflight, "pollInterval", cfg.pollInterval)
 	return mgr.Start(ctx)
 }

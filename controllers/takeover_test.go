@@ -1,0 +1,236 @@
+package controllers
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	twiliov1 "github.com/loquent/twilio-voice-operator/api/v1alpha1"
+	"github.com/loquent/twilio-voice-operator/internal/twiliosim"
+)
+
+// otherInstall is the Voice URL another install of the operator (another
+// cluster, another public URL) sets.
+var otherInstall = InstallVoiceURL("https://other-cluster.example.com", "b2")
+
+func TestOtherInstallsURLIsContestedNeverSaved(t *testing.T) {
+	ns, acct, e164, tw := newScenario(t, withURL(otherInstall))
+	createNumber(t, ns, "shared", acct, e164, nil)
+
+	n := waitReady(t, ns, "shared", metav1.ConditionFalse, twiliov1.ReasonContested)
+	_, _, msg := condition(n.Status.Conditions, twiliov1.ConditionReady)
+	g := NewWithT(t)
+	g.Expect(msg).To(ContainSubstring(otherInstall))
+	g.Expect(n.Status.SavedRouting).To(BeNil(), "another install's URL is never saved as the original")
+	g.Expect(n.Finalizers).NotTo(ContainElement(Finalizer))
+	g.Consistently(func(g Gomega) {
+		g.Expect(twilioNumber(g, tw.SID).VoiceURL).To(Equal(otherInstall))
+	}, 3*testPoll, tick).Should(Succeed())
+	g.Expect(succeeded(twilioRequests("UpdateNumber", tw.SID))).To(BeEmpty(), "no write to a number another install routes")
+
+	// The other install hands the number back: this one takes it over then.
+	emulator.UpdateNumber(tw.SID, func(n *twiliosim.Number) { n.VoiceURL = "https://old-platform.example.com/voice" })
+	n = waitReady(t, ns, "shared", metav1.ConditionTrue, twiliov1.ReasonConfigured)
+	g.Expect(n.Status.SavedRouting.VoiceURL).To(Equal("https://old-platform.example.com/voice"))
+}
+
+func TestRoutingFlippingBackIsContested(t *testing.T) {
+	const foreign = "https://rival-platform.example.com/voice"
+	ns, acct, e164, tw := newScenario(t, withURL("https://old-platform.example.com/voice"))
+	createNumber(t, ns, "flips", acct, e164, nil)
+	waitReady(t, ns, "flips", metav1.ConditionTrue, twiliov1.ReasonConfigured)
+
+	// Something else keeps setting its URL back after every re-apply.
+	g := NewWithT(t)
+	flips := 0
+	g.Eventually(func(g Gomega) {
+		if twilioNumber(g, tw.SID).VoiceURL == testVoiceURL {
+			emulator.UpdateNumber(tw.SID, func(n *twiliosim.Number) { n.VoiceURL = foreign })
+			flips++
+		}
+		_, reason, _ := condition(getNumber(g, ns, "flips").Status.Conditions, twiliov1.ConditionReady)
+		g.Expect(reason).To(Equal(twiliov1.ReasonContested))
+	}, 8*testPoll, 50*time.Millisecond).Should(Succeed())
+	g.Expect(flips).To(Equal(contestFlips), "Contested at the third flip back to the same URL")
+
+	n := getNumber(g, ns, "flips")
+	_, _, msg := condition(n.Status.Conditions, twiliov1.ConditionReady)
+	g.Expect(msg).To(ContainSubstring(foreign))
+	g.Expect(n.Status.SavedRouting.VoiceURL).To(Equal("https://old-platform.example.com/voice"), "the saved original is untouched")
+	writes := len(succeeded(twilioRequests("UpdateNumber", tw.SID)))
+	g.Consistently(func() int { return len(succeeded(twilioRequests("UpdateNumber", tw.SID))) }, 3*testPoll, tick).
+		Should(Equal(writes), "a Contested number is not re-applied")
+
+	// Deleting it still restores the saved original.
+	deleteNumber(t, ns, "flips")
+	waitGone(t, ns, "flips")
+	g.Expect(twilioNumber(g, tw.SID).VoiceURL).To(Equal("https://old-platform.example.com/voice"))
+}
+
+func TestHandBackLeavesAnotherInstallsRouting(t *testing.T) {
+	ns, acct, e164, tw := newScenario(t, withURL("https://old-platform.example.com/voice"))
+	createNumber(t, ns, "both", acct, e164, nil)
+	waitReady(t, ns, "both", metav1.ConditionTrue, twiliov1.ReasonConfigured)
+	// Both installs took over from the same original; the other one wrote last.
+	emulator.UpdateNumber(tw.SID, func(n *twiliosim.Number) { n.VoiceURL = otherInstall })
+	waitReady(t, ns, "both", metav1.ConditionFalse, twiliov1.ReasonContested)
+
+	deleteNumber(t, ns, "both")
+	waitGone(t, ns, "both")
+	g := NewWithT(t)
+	g.Expect(twilioNumber(g, tw.SID).VoiceURL).To(Equal(otherInstall), "the install that routes the number keeps it")
+}
+
+func TestTakeoversArePacedPerAccount(t *testing.T) {
+	ns := newNamespace(t)
+	acct := createAccount(t, ns, testAuthToken, func(a *twiliov1.TwilioAccount) {
+		a.Spec.Takeover = &twiliov1.TakeoverPacing{Burst: ptrTo(int32(2)), PerMinute: ptrTo(int32(60))}
+	})
+	g := NewWithT(t)
+
+	const count = 5
+	sids := make([]string, count)
+	for i := range count {
+		e164 := nextE164()
+		sids[i] = addTwilioNumber(e164, withURL("https://old-platform.example.com/voice")).SID
+		createNumber(t, ns, "n"+string(rune('a'+i)), acct, e164, nil)
+	}
+	sawPaced := false
+	g.Eventually(func(g Gomega) {
+		var list twiliov1.TwilioPhoneNumberList
+		g.Expect(k8s.List(context.Background(), &list, client.InNamespace(ns))).To(Succeed())
+		configured := 0
+		for i := range list.Items {
+			switch _, reason, _ := condition(list.Items[i].Status.Conditions, twiliov1.ConditionReady); reason {
+			case twiliov1.ReasonTakeoverPaced:
+				sawPaced = true
+			case twiliov1.ReasonConfigured:
+				configured++
+			}
+		}
+		g.Expect(configured).To(Equal(count))
+	}, wait, 20*time.Millisecond).Should(Succeed())
+	g.Expect(sawPaced).To(BeTrue(), "numbers waiting for their turn say so")
+
+	var times []time.Time
+	for _, sid := range sids {
+		for _, r := range succeeded(twilioRequests("UpdateNumber", sid)) {
+			times = append(times, r.Time)
+		}
+	}
+	g.Expect(times).To(HaveLen(count))
+	sortTimes(times)
+	// Two at once, then one a second: the fifth comes at least ~3 s after the first.
+	g.Expect(times[count-1].Sub(times[0])).To(BeNumerically(">=", 2500*time.Millisecond), "%v", times)
+	g.Expect(times[1].Sub(times[0])).To(BeNumerically("<", time.Second), "the burst goes at once")
+}
+
+func TestFallbackURLSetWhileRoutedAndRestored(t *testing.T) {
+	ns, acct, e164, tw := newScenario(t, func(n *twiliosim.Number) {
+		n.VoiceURL, n.VoiceMethod = "https://old-platform.example.com/voice", "GET"
+		n.VoiceFallbackURL = "https://old-platform.example.com/fallback"
+	})
+	createNumber(t, ns, "fb", acct, e164, func(n *twiliov1.TwilioPhoneNumber) {
+		n.Spec.Fallback = &twiliov1.FallbackSpec{OriginalAsVoiceFallback: true}
+	})
+	waitReady(t, ns, "fb", metav1.ConditionTrue, twiliov1.ReasonConfigured)
+	g := NewWithT(t)
+	live := twilioNumber(g, tw.SID)
+	g.Expect([]string{live.VoiceURL, live.VoiceFallbackURL, live.VoiceFallbackMethod}).
+		To(Equal([]string{testVoiceURL, "https://old-platform.example.com/voice", "GET"}),
+			"Twilio reaches the old platform when the webhook server cannot answer")
+
+	// Drift of the fallback alone is repaired too.
+	emulator.UpdateNumber(tw.SID, func(n *twiliosim.Number) { n.VoiceFallbackURL = "" })
+	g.Eventually(func(g Gomega) string { return twilioNumber(g, tw.SID).VoiceFallbackURL }, wait, tick).
+		Should(Equal("https://old-platform.example.com/voice"))
+
+	setRouting(t, ns, "fb", twiliov1.VoiceRoutingDisabled)
+	waitReady(t, ns, "fb", metav1.ConditionTrue, twiliov1.ReasonRoutingDisabled)
+	live = twilioNumber(g, tw.SID)
+	g.Expect([]string{live.VoiceURL, live.VoiceFallbackURL}).
+		To(Equal([]string{"https://old-platform.example.com/voice", "https://old-platform.example.com/fallback"}), "restore puts the original fallback back")
+}
+
+// TestBundleDeleteRestoresEveryOriginal deletes a Secret, its TwilioAccount and
+// their numbers in the order kubectl delete -f of one file does.
+func TestBundleDeleteRestoresEveryOriginal(t *testing.T) {
+	ns := newNamespace(t)
+	acct := createAccount(t, ns, testAuthToken)
+	originals := map[string]string{}
+	for i := range 3 {
+		e164 := nextE164()
+		orig := "https://old-platform.example.com/voice/" + string(rune('a'+i))
+		originals[addTwilioNumber(e164, withURL(orig)).SID] = orig
+		createNumber(t, ns, "b"+string(rune('a'+i)), acct, e164, nil)
+	}
+	for i := range 3 {
+		waitReady(t, ns, "b"+string(rune('a'+i)), metav1.ConditionTrue, twiliov1.ReasonConfigured)
+	}
+	g := NewWithT(t)
+	ctx := context.Background()
+	secret := &corev1.Secret{}
+	g.Eventually(func(g Gomega) {
+		g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "twilio-credentials"}, secret)).To(Succeed())
+		g.Expect(secret.Finalizers).To(ContainElement(twiliov1.CredentialsFinalizer))
+	}, wait, tick).Should(Succeed())
+
+	g.Expect(k8s.Delete(ctx, secret)).To(Succeed())
+	g.Expect(k8s.Delete(ctx, &twiliov1.TwilioAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: acct}})).To(Succeed())
+	// The account waits, and says for what.
+	g.Eventually(func(g Gomega) string {
+		a := &twiliov1.TwilioAccount{}
+		g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: acct}, a)).To(Succeed())
+		_, reason, msg := condition(a.Status.Conditions, twiliov1.ConditionNumbersHandedBack)
+		return reason + ": " + msg
+	}, wait, tick).Should(And(HavePrefix(twiliov1.ReasonNumbersStillRouted), ContainSubstring("3 TwilioPhoneNumber"), ContainSubstring("ba, bb, bc")))
+	for i := range 3 {
+		deleteNumber(t, ns, "b"+string(rune('a'+i)))
+	}
+	for i := range 3 {
+		waitGone(t, ns, "b"+string(rune('a'+i)))
+	}
+	for sid, orig := range originals {
+		g.Expect(twilioNumber(g, sid).VoiceURL).To(Equal(orig))
+	}
+	g.Eventually(func() bool {
+		return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: acct}, &twiliov1.TwilioAccount{})) &&
+			apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "twilio-credentials"}, &corev1.Secret{}))
+	}, wait, tick).Should(BeTrue(), "the account and its Secret go once every original is back")
+}
+
+func TestAccountWithoutNumbersDeletesAtOnce(t *testing.T) {
+	ns := newNamespace(t)
+	acct := createAccount(t, ns, testAuthToken)
+	ctx := context.Background()
+	g := NewWithT(t)
+	a := &twiliov1.TwilioAccount{}
+	g.Eventually(func(g Gomega) []string {
+		g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: acct}, a)).To(Succeed())
+		return a.Finalizers
+	}, wait, tick).Should(ContainElement(twiliov1.AccountFinalizer))
+	g.Expect(k8s.Delete(ctx, a)).To(Succeed())
+	g.Eventually(func() bool {
+		return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: acct}, &twiliov1.TwilioAccount{}))
+	}, wait, tick).Should(BeTrue())
+	secret := &corev1.Secret{}
+	g.Eventually(func(g Gomega) bool {
+		g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "twilio-credentials"}, secret)).To(Succeed())
+		return controllerutil.ContainsFinalizer(secret, twiliov1.CredentialsFinalizer)
+	}, wait, tick).Should(BeFalse(), "a Secret no account uses is let go")
+}
+
+func sortTimes(ts []time.Time) {
+	for i := 1; i < len(ts); i++ {
+		for j := i; j > 0 && ts[j].Before(ts[j-1]); j-- {
+			ts[j], ts[j-1] = ts[j-1], ts[j]
+		}
+	}
+}
