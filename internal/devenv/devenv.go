@@ -25,6 +25,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/loquent/twilio-voice-operator/controllers"
 	"github.com/loquent/twilio-voice-operator/internal/controlplane"
 	"github.com/loquent/twilio-voice-operator/internal/twiliosim"
 )
@@ -75,6 +76,9 @@ type Env struct {
 	EmulatorURL string
 	// PublicURL is the webhook server's base URL (http, loopback).
 	PublicURL string
+	// VoiceURL is where the manager points numbers: PublicURL/twilio/voice
+	// with the install marker of its default --install-id.
+	VoiceURL string
 	// AgentURL is the sample agent's Media Streams endpoint; AgentStatsURL its /stats.
 	AgentURL, AgentStatsURL string
 	// ControlPlane is the envtest environment.
@@ -143,6 +147,7 @@ func Start(ctx context.Context, o Options) (env *Env, err error) {
 	}
 	webhookAddr, whProbe, mgrProbe, agentAddr := ports[0], ports[1], ports[2], ports[3]
 	env.PublicURL = "http://" + webhookAddr
+	env.VoiceURL = controllers.InstallVoiceURL(env.PublicURL, controllers.DefaultInstallID(env.PublicURL))
 	env.AgentURL = "ws://" + agentAddr + "/media"
 	env.AgentStatsURL = "http://" + agentAddr + "/stats"
 

@@ -96,14 +96,14 @@ func TestEndToEnd(t *testing.T) {
 
 	// The plugin, found by kubectl on PATH, lists the whole Twilio account.
 	numbers := kubectl(t, env, "twilio", "numbers", "acme")
-	g.Expect(numbers).To(MatchRegexp(`\+14155550100\s+Support line\s+` + regexp.QuoteMeta(env.PublicURL) + `/twilio/voice\s+default/support-line\s+` + devenv.OriginalURL))
+	g.Expect(numbers).To(MatchRegexp(`\+14155550100\s+Support line\s+` + regexp.QuoteMeta(env.VoiceURL) + `\s+default/support-line\s+` + devenv.OriginalURL))
 	g.Expect(numbers).To(MatchRegexp(`\+14155550101\s+Sales line\s+\S+\s+default/sales-line\s+\(none\)`))
 	g.Expect(numbers).To(ContainSubstring("3 numbers in Twilio account " + devenv.AccountSID + ", 3 managed by a TwilioPhoneNumber"))
 
 	// Twilio now sends every number's calls to the webhook server.
 	for _, n := range devenv.SampleNumbers {
 		tw := twilioNumber(g, env, n.E164)
-		g.Expect([]string{tw.VoiceURL, tw.VoiceApplicationSID, tw.TrunkSID}).To(Equal([]string{env.PublicURL + "/twilio/voice", "", ""}), n.E164)
+		g.Expect([]string{tw.VoiceURL, tw.VoiceApplicationSID, tw.TrunkSID}).To(Equal([]string{env.VoiceURL, "", ""}), n.E164)
 	}
 
 	// Another tenant names acme's account SID (an identifier, not a secret)
