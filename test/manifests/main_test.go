@@ -15,6 +15,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -34,6 +35,7 @@ var (
 	helm    string        // path of the helm binary
 	kubectl string        // path of kubectl (its kustomize renders config/)
 	k8s     client.Client // admin client of the envtest API server
+	restCfg *rest.Config  // its config, for impersonation
 	admin   string        // an admin kubeconfig of the envtest API server, for helm
 	scratch string        // a directory for the test binary's lifetime
 )
@@ -72,6 +74,7 @@ func runSuite(m *testing.M) int {
 	}
 	defer func() { _ = env.Stop() }()
 	cfg.WarningHandlerWithContext = warnings
+	restCfg = rest.CopyConfig(cfg)
 	if k8s, err = client.New(cfg, client.Options{}); err != nil {
 		return fail(err)
 	}
