@@ -1,92 +1,163 @@
-// Command kubectl-twilio is a kubectl plugin: `kubectl twilio numbers ACCOUNT`
-// lists every incoming number of a TwilioAccount's Twilio account, not only
-// those a TwilioPhoneNumber manages, with its live routing, the object that
-// manages it and the original routing saved. It is the original system's
+// Command kubectl-twilio is a kubectl plugin for Twilio numbers and the
+// TwilioPhoneNumbers that route them.
+//
+// `kubectl twilio numbers ACCOUNT` lists every incoming number of a
+// TwilioAccount's Twilio account, not only those a TwilioPhoneNumber
+// manages, with its live routing, the object that manages it, that object's
+// state and the original routing saved. It is the original system's
 // imported-numbers list, which cannot live in the TwilioAccount's status
-// (thousands of numbers do not fit one object).
+// (thousands of numbers do not fit one object). `-o yaml` prints a
+// TwilioPhoneNumber for each number nothing manages yet, with voiceRouting
+// Disabled: applying them changes nothing in Twilio.
 //
-// `-o yaml` prints a TwilioPhoneNumber for each number nothing manages yet,
-// with voiceRouting Disabled: applying them changes nothing in Twilio, and
-// setting Enabled on one is the original system's "Configure Voice".
+// `kubectl twilio plan` says, without changing anything, what the operator
+// would do to each TwilioPhoneNumber of a namespace or of a file (plan.go).
 //
-// It reads the account's credentials Secret, so the user needs get on it.
+// `kubectl twilio configure` and `restore` are the original system's
+// Configure Voice and Restore buttons: they set spec.voiceRouting and can
+// wait for the operator's verdict (buttons.go).
+//
+// numbers and plan read the accounts' credentials Secrets, so the user needs
+// get on them.
 package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"slices"
+	"sort"
 	"strings"
-	"text/tabwriter"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
 	twiliov1 "github.com/loquent/twilio-voice-operator/api/v1alpha1"
-	"github.com/loquent/twilio-voice-operator/controllers"
-	"github.com/loquent/twilio-voice-operator/internal/egress"
-	"github.com/loquent/twilio-voice-operator/internal/twilio"
 
 	// Mozilla's roots, used when the system has none: HTTPS to Twilio.
 	_ "golang.org/x/crypto/x509roots/fallback"
 )
 
-const usage = `List every number of a TwilioAccount's Twilio account.
+const usage = `Twilio numbers and the TwilioPhoneNumbers that route them.
 
 Usage:
   kubectl twilio numbers ACCOUNT [-n NAMESPACE] [-o table|yaml] [--routing Disabled|Enabled]
+  kubectl twilio plan [-n NAMESPACE] [-f FILE]... [--public-url URL] [--install-id ID] [--preflight]
+  kubectl twilio configure NAME|NUMBER [-n NAMESPACE] [--wait] [--timeout DURATION]
+  kubectl twilio restore NAME|NUMBER [-n NAMESPACE] [--wait] [--timeout DURATION]
 
--o table (default): NUMBER, FRIENDLY NAME, LIVE ROUTING, MANAGED BY, PREVIOUS URL.
+numbers: every number of a TwilioAccount's Twilio account.
+  -o table (default): NUMBER, FRIENDLY NAME, LIVE ROUTING, MANAGED BY, STATE, PREVIOUS URL.
+  STATE is the managing object's Ready reason (Configured, NoAgent, Contested…), "-" when there is none.
   PREVIOUS URL is "-" when no original was saved, "(none)" when the number had no Voice URL.
--o yaml: a TwilioPhoneNumber for each number nothing manages yet (voiceRouting from --routing).
+  -o yaml: a TwilioPhoneNumber for each number nothing manages yet (voiceRouting from --routing).
+
+plan: what the operator would do to each TwilioPhoneNumber of the namespace, or of
+  FILE (-f, repeatable; "-" reads stdin; multi-document YAML whose Secrets and
+  TwilioAccounts take precedence over the cluster's), without writing anything:
+  it only reads Kubernetes objects and lists each Twilio account's numbers once.
+  Columns: NAMESPACE/NAME, NUMBER, ACTION, DETAIL. ACTION is one of
+    TakeOver, AlreadyRouted, HandBack, NoChange (what will happen), or why nothing will:
+    Conflict, AccountNotReady, NumberNotFound, NoAgent, AgentNotAllowed, TrunkAttached,
+    Contested, PreflightFailing, Invalid; Unknown when the plan could not be made for it.
+  The operator's voice URL is {--public-url}/twilio/voice?tvo-install={--install-id};
+  what the flags do not give is taken from status.configuredVoiceURL of an object in
+  the namespace. When it stays unknown, a number routes to the operator only if it is
+  at an object's status.configuredVoiceURL.
+  --preflight sends one signed test call per account to the voice URL, as the operator
+  does before taking numbers over (internal/preflight); it writes nothing.
+  Exit status 0 when the plan was made (Conflicts included), 1 when not.
+
+configure / restore: the Configure Voice and Restore buttons. They set spec.voiceRouting
+  of the TwilioPhoneNumber whose name or spec.phoneNumber is NAME|NUMBER to Enabled or
+  Disabled and say what the operator will do. --wait then waits, up to --timeout, for
+  the operator to report the new generation Ready (Configured or OriginalUnknown;
+  RoutingDisabled), and fails with its reason (NoAgent, WebhookUnreachable…) otherwise.
 
 Flags:
 `
 
 func main() {
-	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(run(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
 type options struct {
 	kubeconfig, context, namespace string
-	output, routing                string
 	allowedAPIURLs                 string
 	timeout                        time.Duration
+
+	// numbers
+	output, routing string
+	// plan
+	files                stringList
+	publicURL, installID string
+	preflight            bool
+	// configure, restore
+	wait bool
 }
+
+// Flags every subcommand takes, and those of each subcommand.
+var (
+	commonFlags     = []string{"kubeconfig", "context", "namespace", "n", "timeout", "allowed-api-urls"}
+	subcommandFlags = map[string][]string{
+		"numbers":   {"o", "output", "routing"},
+		"plan":      {"f", "filename", "public-url", "install-id", "preflight"},
+		"configure": {"wait"},
+		"restore":   {"wait"},
+	}
+)
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
 // run executes the command; the exit status is 0 on success, 2 for bad
 // usage and 1 for a failure.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	var o options
 	fs := flag.NewFlagSet("kubectl twilio", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { _, _ = fmt.Fprint(stderr, usage); fs.PrintDefaults() }
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "path to the kubeconfig (default: $KUBECONFIG or ~/.kube/config)")
 	fs.StringVar(&o.context, "context", "", "kubeconfig context to use")
-	fs.StringVar(&o.namespace, "namespace", "", "namespace of the TwilioAccount (default: the context's)")
+	fs.StringVar(&o.namespace, "namespace", "", "namespace (default: the context's)")
 	fs.StringVar(&o.namespace, "n", "", "shorthand for --namespace")
-	fs.StringVar(&o.output, "o", "table", "output: table or yaml")
-	fs.StringVar(&o.output, "output", "table", "output: table or yaml")
-	fs.StringVar(&o.routing, "routing", string(twiliov1.VoiceRoutingDisabled), "voiceRouting of the objects -o yaml prints: Disabled (take nothing over) or Enabled")
-	fs.DurationVar(&o.timeout, "timeout", time.Minute, "how long the Kubernetes and Twilio reads may take")
+	fs.DurationVar(&o.timeout, "timeout", time.Minute, "how long the command may take: its Kubernetes and Twilio reads, and --wait")
 	fs.StringVar(&o.allowedAPIURLs, "allowed-api-urls", os.Getenv("KUBECTL_TWILIO_ALLOWED_API_URLS"), "comma-separated origins a TwilioAccount's spec.apiURL may name besides Twilio's own hosts, as the manager's flag of that name (default $KUBECTL_TWILIO_ALLOWED_API_URLS); the account's credentials are sent there")
+	fs.StringVar(&o.output, "o", "table", "numbers: output, table or yaml")
+	fs.StringVar(&o.output, "output", "table", "numbers: output, table or yaml")
+	fs.StringVar(&o.routing, "routing", string(twiliov1.VoiceRoutingDisabled), "numbers: voiceRouting of the objects -o yaml prints: Disabled (take nothing over) or Enabled")
+	fs.Var(&o.files, "f", "plan: a file of TwilioPhoneNumbers (and the TwilioAccounts and Secrets they use) to plan instead of the namespace's objects; - is stdin; repeatable")
+	fs.Var(&o.files, "filename", "plan: same as -f")
+	fs.StringVar(&o.publicURL, "public-url", os.Getenv("KUBECTL_TWILIO_PUBLIC_URL"), "plan: the manager's --public-url (default $KUBECTL_TWILIO_PUBLIC_URL)")
+	fs.StringVar(&o.installID, "install-id", os.Getenv("KUBECTL_TWILIO_INSTALL_ID"), "plan: the manager's --install-id (default $KUBECTL_TWILIO_INSTALL_ID)")
+	fs.BoolVar(&o.preflight, "preflight", false, "plan: run the operator's preflight (one signed test call per account) against the voice URL")
+	fs.BoolVar(&o.wait, "wait", false, "configure, restore: wait for the operator to report the outcome (bounded by --timeout)")
 	positional, err := parseInterspersed(fs, args)
 	if err != nil {
 		return 2
 	}
+	if len(positional) == 0 || subcommandFlags[positional[0]] == nil {
+		fs.Usage()
+		return 2
+	}
+	sub := positional[0]
+	if msg := checkFlags(fs, sub); msg != "" {
+		_, _ = fmt.Fprintln(stderr, "kubectl twilio:", msg)
+		return 2
+	}
+	wantArgs := map[string]int{"numbers": 2, "plan": 1, "configure": 2, "restore": 2}[sub]
 	switch {
-	case len(positional) != 2 || positional[0] != "numbers":
+	case len(positional) != wantArgs:
 		fs.Usage()
 		return 2
 	case o.output != "table" && o.output != "yaml":
@@ -98,11 +169,37 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
-	if err := numbers(ctx, o, positional[1], stdout); err != nil {
+	switch sub {
+	case "numbers":
+		err = numbers(ctx, o, positional[1], stdout)
+	case "plan":
+		err = plan(ctx, o, stdin, stdout, stderr)
+	case "configure":
+		err = press(ctx, o, configureButton, positional[1], stdout)
+	case "restore":
+		err = press(ctx, o, restoreButton, positional[1], stdout)
+	}
+	if err != nil {
 		_, _ = fmt.Fprintln(stderr, "kubectl twilio:", err)
 		return 1
 	}
 	return 0
+}
+
+// checkFlags refuses flags that the subcommand does not take; it returns
+// what is wrong, or "".
+func checkFlags(fs *flag.FlagSet, sub string) string {
+	var wrong []string
+	fs.Visit(func(f *flag.Flag) {
+		if !slices.Contains(commonFlags, f.Name) && !slices.Contains(subcommandFlags[sub], f.Name) {
+			wrong = append(wrong, "-"+f.Name)
+		}
+	})
+	if len(wrong) == 0 {
+		return ""
+	}
+	sort.Strings(wrong)
+	return fmt.Sprintf("%s %s not apply to %s (see kubectl twilio -h)", strings.Join(wrong, ", "), map[bool]string{true: "does", false: "do"}[len(wrong) == 1], sub)
 }
 
 // parseInterspersed parses flags wherever they stand among the arguments,
@@ -121,14 +218,9 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-// row is one number of the account.
-type row struct {
-	number twilio.Number
-	owner  *twiliov1.TwilioPhoneNumber // nil when nothing manages it
-	others int                         // further objects naming it (Conflict)
-}
-
-func numbers(ctx context.Context, o options, account string, out io.Writer) error {
+// kube returns a client for the kubeconfig's cluster and the namespace to
+// work in (--namespace, else the context's).
+func kube(o options) (client.Client, string, error) {
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	rules.ExplicitPath = o.kubeconfig
 	kc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{
@@ -136,158 +228,18 @@ func numbers(ctx context.Context, o options, account string, out io.Writer) erro
 	})
 	ns, _, err := kc.Namespace()
 	if err != nil {
-		return fmt.Errorf("namespace: %w", err)
+		return nil, "", fmt.Errorf("namespace: %w", err)
 	}
 	cfg, err := kc.ClientConfig()
 	if err != nil {
-		return fmt.Errorf("kubeconfig: %w", err)
+		return nil, "", fmt.Errorf("kubeconfig: %w", err)
 	}
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(twiliov1.AddToScheme(scheme))
 	k8s, err := client.New(cfg, client.Options{Scheme: scheme})
 	if err != nil {
-		return err
+		return nil, "", err
 	}
-
-	var acct twiliov1.TwilioAccount
-	if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: account}, &acct); err != nil {
-		return fmt.Errorf("get TwilioAccount %s/%s: %w", ns, account, err)
-	}
-	conn, err := (&controllers.Connector{Reader: k8s, DefaultMaxConcurrent: 1, AllowedAPIURLs: egress.SplitList(o.allowedAPIURLs)}).Connect(ctx, &acct)
-	if err != nil {
-		return fmt.Errorf("credentials of TwilioAccount %s/%s: %w", ns, account, err)
-	}
-	live, err := conn.Client.ListNumbers(ctx)
-	if err != nil {
-		return fmt.Errorf("list the numbers of Twilio account %s: %w", acct.Spec.AccountSID, err)
-	}
-	var managed twiliov1.TwilioPhoneNumberList
-	if err := k8s.List(ctx, &managed, client.InNamespace(ns)); err != nil {
-		return fmt.Errorf("list TwilioPhoneNumbers in %s: %w", ns, err)
-	}
-	rows := join(live, managed.Items, account)
-	if o.output == "yaml" {
-		return printManifests(out, rows, ns, account, twiliov1.VoiceRouting(o.routing))
-	}
-	return printTable(out, rows, acct.Spec.AccountSID)
-}
-
-// join pairs each live number with the TwilioPhoneNumbers of this account
-// that name it; the owner is the one the operator lets act (OwnsBefore).
-func join(live []twilio.Number, objs []twiliov1.TwilioPhoneNumber, account string) []row {
-	byNumber := map[string][]*twiliov1.TwilioPhoneNumber{}
-	for i := range objs {
-		if objs[i].Spec.AccountRef.Name == account {
-			byNumber[objs[i].Spec.PhoneNumber] = append(byNumber[objs[i].Spec.PhoneNumber], &objs[i])
-		}
-	}
-	rows := make([]row, 0, len(live))
-	for _, n := range live {
-		r := row{number: n}
-		for _, o := range byNumber[n.PhoneNumber] {
-			if r.owner == nil || twiliov1.OwnsBefore(o, r.owner) {
-				r.owner = o
-			}
-		}
-		if c := len(byNumber[n.PhoneNumber]); c > 1 {
-			r.others = c - 1
-		}
-		rows = append(rows, r)
-	}
-	slices.SortFunc(rows, func(a, b row) int { return strings.Compare(a.number.PhoneNumber, b.number.PhoneNumber) })
-	return rows
-}
-
-func printTable(out io.Writer, rows []row, accountSID string) error {
-	tw := tabwriter.NewWriter(out, 0, 8, 2, ' ', 0)
-	_, _ = fmt.Fprintln(tw, "NUMBER\tFRIENDLY NAME\tLIVE ROUTING\tMANAGED BY\tPREVIOUS URL")
-	managed := 0
-	for _, r := range rows {
-		by, prev := "-", "-"
-		if r.owner != nil {
-			managed++
-			by = r.owner.Namespace + "/" + r.owner.Name
-			if r.others > 0 {
-				by += fmt.Sprintf(" (+%d in Conflict)", r.others)
-			}
-			if p := r.owner.Status.PreviousVoiceURL; p != nil {
-				prev = *p
-				if prev == "" {
-					prev = "(none)"
-				}
-			}
-		}
-		_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.number.PhoneNumber, orDash(r.number.FriendlyName), describe(r.number.Routing), by, prev)
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	_, err := fmt.Fprintf(out, "\n%d numbers in Twilio account %s, %d managed by a TwilioPhoneNumber\n", len(rows), accountSID, managed)
-	return err
-}
-
-// printManifests prints a TwilioPhoneNumber for every number nothing manages.
-func printManifests(out io.Writer, rows []row, ns, account string, routing twiliov1.VoiceRouting) error {
-	first := true
-	for _, r := range rows {
-		if r.owner != nil {
-			continue
-		}
-		obj := twiliov1.TwilioPhoneNumber{
-			TypeMeta:   metav1.TypeMeta{APIVersion: twiliov1.GroupVersion.String(), Kind: "TwilioPhoneNumber"},
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: objectName(r.number)},
-			Spec: twiliov1.TwilioPhoneNumberSpec{
-				AccountRef:   twiliov1.LocalObjectReference{Name: account},
-				PhoneNumber:  r.number.PhoneNumber,
-				VoiceRouting: routing,
-			},
-		}
-		data, err := yaml.Marshal(obj)
-		if err != nil {
-			return err
-		}
-		// Drop what a new object does not carry.
-		text := strings.Replace(string(data), "  creationTimestamp: null\n", "", 1)
-		text = strings.Replace(text, "status: {}\n", "", 1)
-		text = strings.Replace(text, "  recording: {}\n", "", 1)
-		text = fmt.Sprintf("# %s; live routing: %s\n", orDash(r.number.FriendlyName), describe(r.number.Routing)) + text
-		if !first {
-			text = "---\n" + text
-		}
-		first = false
-		if _, err := io.WriteString(out, text); err != nil {
-			return err
-		}
-	}
-	if first {
-		return errors.New("every number of the account is already managed by a TwilioPhoneNumber")
-	}
-	return nil
-}
-
-// objectName is a DNS-1123 name for a number: tel-14155550100.
-func objectName(n twilio.Number) string {
-	return "tel-" + strings.TrimPrefix(n.PhoneNumber, "+")
-}
-
-// describe says where a number's calls go, in Twilio's order of precedence.
-func describe(r twilio.Routing) string {
-	switch {
-	case r.TrunkSID != "":
-		return "SIP trunk " + r.TrunkSID
-	case r.VoiceApplicationSID != "":
-		return "TwiML application " + r.VoiceApplicationSID
-	case r.VoiceURL != "":
-		return r.VoiceURL
-	default:
-		return "(nowhere)"
-	}
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
+	return k8s, ns, nil
 }

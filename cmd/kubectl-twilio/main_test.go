@@ -28,11 +28,18 @@ import (
 const (
 	accountSID = "AC00000000000000000000000000000c1a"
 	authToken  = "cliTestAuthToken0123"
+	// A second Twilio account, which only plan -f's file declares.
+	legacySID   = "AC00000000000000000000000000000c1b"
+	legacyToken = "cliTestAuthToken0456"
+	// The account of the plan and button tests' numbers.
+	planSID   = "AC00000000000000000000000000000c1c"
+	planToken = "cliTestAuthToken0789"
 )
 
 var (
 	k8s        client.Client
 	kubeconfig string
+	sim        *twiliosim.Server
 	simURL     string
 )
 
@@ -66,12 +73,13 @@ func runSuite(m *testing.M) int {
 		return 1
 	}
 
-	sim := twiliosim.New()
+	sim = twiliosim.New()
 	sim.AddAccount(twiliosim.Account{SID: accountSID, AuthToken: authToken})
 	sim.AddNumber(twiliosim.Number{PhoneNumber: "+14155550100", FriendlyName: "Support line", VoiceURL: "https://voice.example.com/twilio/voice"})
 	sim.AddNumber(twiliosim.Number{PhoneNumber: "+14155550101", FriendlyName: "Sales"})
 	sim.AddNumber(twiliosim.Number{PhoneNumber: "+14155550102", VoiceURL: "https://old-platform.example.com/voice"})
 	sim.AddNumber(twiliosim.Number{PhoneNumber: "+14155550103", VoiceApplicationSID: "AP00000000000000000000000000000001"})
+	addPlanNumbers(sim)
 	if simURL, err = sim.Start("127.0.0.1:0"); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -106,8 +114,12 @@ func scenario(t *testing.T) string {
 }
 
 func kubectlTwilio(args ...string) (stdout, stderr string, code int) {
+	return kubectlTwilioStdin("", args...)
+}
+
+func kubectlTwilioStdin(stdin string, args ...string) (stdout, stderr string, code int) {
 	var out, errOut bytes.Buffer
-	code = run(context.Background(), append([]string{"--kubeconfig", kubeconfig, "--allowed-api-urls", simURL}, args...), &out, &errOut)
+	code = run(context.Background(), append([]string{"--kubeconfig", kubeconfig, "--allowed-api-urls", simURL}, args...), strings.NewReader(stdin), &out, &errOut)
 	return out.String(), errOut.String(), code
 }
 
@@ -117,25 +129,30 @@ func TestAPIURLMustBeAllowed(t *testing.T) {
 	g := NewWithT(t)
 	ns := scenario(t)
 	var out, errOut bytes.Buffer
-	code := run(context.Background(), []string{"--kubeconfig", kubeconfig, "numbers", "acme", "-n", ns}, &out, &errOut)
+	code := run(context.Background(), []string{"--kubeconfig", kubeconfig, "numbers", "acme", "-n", ns}, strings.NewReader(""), &out, &errOut)
 	g.Expect(code).To(Equal(1))
 	g.Expect(errOut.String()).To(ContainSubstring("--allowed-api-urls"))
 }
 
 // The table is the original system's imported-numbers list: every number of
-// the Twilio account, managed or not, with the three states of the previous
-// URL.
+// the Twilio account, managed or not, with the managing object's state and
+// the three states of the previous URL.
 func TestNumbersTable(t *testing.T) {
 	g := NewWithT(t)
 	ns := scenario(t)
+	setReady(t, client.ObjectKey{Namespace: ns, Name: "tel-14155550100"}, 0, metav1.ConditionFalse, twiliov1.ReasonWebhookUnreachable, "preflight failed")
 	out, stderr, code := kubectlTwilio("numbers", "acme", "-n", ns)
 	g.Expect(code).To(Equal(0), stderr)
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	g.Expect(strings.Fields(lines[0])).To(Equal([]string{"NUMBER", "FRIENDLY", "NAME", "LIVE", "ROUTING", "MANAGED", "BY", "PREVIOUS", "URL"}))
-	g.Expect(lines[1]).To(MatchRegexp(`^\+14155550100\s+Support line\s+https://voice.example.com/twilio/voice\s+` + ns + `/tel-14155550100\s+https://old.example.com/support$`))
-	g.Expect(lines[2]).To(MatchRegexp(`^\+14155550101\s+Sales\s+\(nowhere\)\s+` + ns + `/tel-14155550101\s+\(none\)$`))
-	g.Expect(lines[3]).To(MatchRegexp(`^\+14155550102\s+\(415\) 555-0102\s+https://old-platform.example.com/voice\s+-\s+-$`))
-	g.Expect(lines[4]).To(MatchRegexp(`^\+14155550103\s+\(415\) 555-0103\s+TwiML application AP0+1\s+-\s+-$`))
+	g.Expect(strings.Fields(lines[0])).To(Equal([]string{"NUMBER", "FRIENDLY", "NAME", "LIVE", "ROUTING", "MANAGED", "BY", "STATE", "PREVIOUS", "URL"}))
+	g.Expect(lines[1]).To(MatchRegexp(`^\+14155550100\s+Support line\s+https://voice.example.com/twilio/voice\s+` + ns + `/tel-14155550100\s+WebhookUnreachable\s+https://old.example.com/support$`))
+	g.Expect(lines[2]).To(MatchRegexp(`^\+14155550101\s+Sales\s+\(nowhere\)\s+`+ns+`/tel-14155550101\s+-\s+\(none\)$`), "no Ready condition yet")
+	g.Expect(lines[3]).To(MatchRegexp(`^\+14155550102\s+\(415\) 555-0102\s+https://old-platform.example.com/voice\s+-\s+-\s+-$`))
+	g.Expect(lines[4]).To(MatchRegexp(`^\+14155550103\s+\(415\) 555-0103\s+TwiML application AP0+1\s+-\s+-\s+-$`))
+
+	setReady(t, client.ObjectKey{Namespace: ns, Name: "tel-14155550101"}, 0, metav1.ConditionTrue, twiliov1.ReasonConfigured, "Inbound calls route to the webhook server")
+	out, _, _ = kubectlTwilio("numbers", "acme", "-n", ns)
+	g.Expect(out).To(MatchRegexp(`(?m)^\+14155550101\s+Sales\s+\(nowhere\)\s+` + ns + `/tel-14155550101\s+Configured\s+\(none\)$`))
 	g.Expect(lines[len(lines)-1]).To(Equal("4 numbers in Twilio account " + accountSID + ", 2 managed by a TwilioPhoneNumber"))
 }
 
@@ -162,6 +179,27 @@ func TestNumbersYAMLImportsTheRest(t *testing.T) {
 	g.Expect(field(decodeAndDryRun(g, strings.Split(out, "---\n")[0]), "spec", "voiceRouting")).To(Equal("Enabled"))
 }
 
+// A friendly name is Twilio's, free text: it cannot break the YAML that
+// -o yaml prints (its comment stays one line).
+func TestNumbersYAMLSurvivesOddFriendlyNames(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "cli-"}}
+	g.Expect(k8s.Create(ctx, ns)).To(Succeed())
+	g.Expect(k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "creds"},
+		StringData: map[string]string{"authToken": legacyToken}})).To(Succeed())
+	g.Expect(k8s.Create(ctx, &twiliov1.TwilioAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "legacy"},
+		Spec: twiliov1.TwilioAccountSpec{AccountSID: legacySID, CredentialsSecretRef: twiliov1.SecretReference{Name: "creds"}, APIURL: simURL}})).To(Succeed())
+	out, stderr, code := kubectlTwilio("numbers", "legacy", "-n", ns.Name, "-o", "yaml")
+	g.Expect(code).To(Equal(0), stderr)
+	docs := strings.Split(out, "---\n")
+	g.Expect(docs).To(HaveLen(3))
+	g.Expect(docs[2]).To(HavePrefix("# Front desk line: #1; live routing: https://legacy.example.com/voice\napiVersion: "))
+	for _, doc := range docs {
+		g.Expect(field(decodeAndDryRun(g, doc), "metadata", "name")).To(HavePrefix("tel-1415555030"))
+	}
+}
+
 func TestNumbersErrorsSayWhatIsWrong(t *testing.T) {
 	ns := scenario(t)
 	for _, tc := range []struct {
@@ -175,6 +213,7 @@ func TestNumbersErrorsSayWhatIsWrong(t *testing.T) {
 		{"bad output", []string{"numbers", "acme", "-o", "json"}, 2, "-o must be table or yaml"},
 		{"bad routing", []string{"numbers", "acme", "-o", "yaml", "--routing", "On"}, 2, "--routing must be Disabled or Enabled"},
 		{"missing account", []string{"numbers", "nope", "-n", ns}, 1, `get TwilioAccount ` + ns + `/nope`},
+		{"flag of another subcommand", []string{"numbers", "acme", "--wait"}, 2, "-wait does not apply to numbers"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			g := NewWithT(t)

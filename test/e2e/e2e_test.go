@@ -96,7 +96,7 @@ func TestEndToEnd(t *testing.T) {
 
 	// The plugin, found by kubectl on PATH, lists the whole Twilio account.
 	numbers := kubectl(t, env, "twilio", "numbers", "acme")
-	g.Expect(numbers).To(MatchRegexp(`\+14155550100\s+Support line\s+` + regexp.QuoteMeta(env.VoiceURL) + `\s+default/support-line\s+` + devenv.OriginalURL))
+	g.Expect(numbers).To(MatchRegexp(`\+14155550100\s+Support line\s+` + regexp.QuoteMeta(env.VoiceURL) + `\s+default/support-line\s+Configured\s+` + devenv.OriginalURL))
 	g.Expect(numbers).To(MatchRegexp(`\+14155550101\s+Sales line\s+\S+\s+default/sales-line\s+\(none\)`))
 	g.Expect(numbers).To(ContainSubstring("3 numbers in Twilio account " + devenv.AccountSID + ", 3 managed by a TwilioPhoneNumber"))
 
