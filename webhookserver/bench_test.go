@@ -13,6 +13,8 @@ import (
 	"github.com/gorilla/websocket"
 	. "github.com/onsi/gomega"
 	"github.com/prometheus/client_golang/prometheus"
+
+	twiliov1 "github.com/loquent/twilio-voice-operator/api/v1alpha1"
 )
 
 // benchPost sends one pre-signed voice webhook and drains the answer.
@@ -73,6 +75,30 @@ func BenchmarkVoiceBare(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		benchPost(b, client, srv.URL+VoicePath, form.Encode(), "unused")
+	}
+}
+
+// BenchmarkVoiceRender is the answer's share of BenchmarkVoice: filling
+// the pre-rendered template with a call's values, for a number without a
+// fallback and for one with a Say fallback (its fragment pre-rendered, as the
+// routing table holds it).
+func BenchmarkVoiceRender(b *testing.B) {
+	tpl, err := newAnswerTemplates("https://v.example.com/twilio/recording", "wss://v.example.com/twilio/stream/")
+	if err != nil {
+		b.Fatal(err)
+	}
+	const token = "v1.1800000000.abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQ"
+	frag, _, err := RenderFallback(&twiliov1.FallbackSpec{Action: twiliov1.FallbackSay}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, bc := range []struct{ name, fallback string }{{"no_fallback", ""}, {"fallback", frag}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = tpl.render(true, bc.fallback, "AC0123456789abcdef0123456789abcdef", "+15551234567", "+15559876543", token)
+			}
+		})
 	}
 }
 

@@ -41,8 +41,13 @@ type twimlDoc struct {
 			} `xml:"Parameter"`
 		} `xml:"Stream"`
 	} `xml:"Connect"`
-	Say    []string  `xml:"Say"`
-	Hangup *struct{} `xml:"Hangup"`
+	Say      []string  `xml:"Say"`
+	Hangup   *struct{} `xml:"Hangup"`
+	Dial     []string  `xml:"Dial"`
+	Redirect []struct {
+		URL    string `xml:",chardata"`
+		Method string `xml:"method,attr"`
+	} `xml:"Redirect"`
 	// Order lists the top-level verbs in document order.
 	Order []string `xml:"-"`
 }

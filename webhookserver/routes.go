@@ -8,7 +8,14 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
+
+	"github.com/go-logr/logr"
+	"github.com/gorilla/websocket"
+
+	"github.com/loquent/twilio-voice-operator/internal/preflight"
 )
 
 // Request outcomes, as metric labels.
@@ -31,13 +38,17 @@ const (
 	outcomeUpgraded          = "upgraded"
 	outcomeUpgradeFailed     = "upgrade_failed"
 	outcomeInternalError     = "internal_error"
+	outcomePreflight         = "preflight" // a preflight (internal/preflight), whatever it found
 	contentTypeXML           = "text/xml; charset=utf-8"
 	contentTypeFormURLEncode = "application/x-www-form-urlencoded"
 )
 
 // handleVoice answers an inbound call: TwiML that records (if the number
-// records) and connects the call's media stream back to this server, or a
-// short message and a hang-up when the number is not routed here.
+// records), connects the call's media stream back to this server and then
+// runs the number's fallback (when the stream ends without the call being
+// hung up), or a short message and a hang-up when the number is not routed
+// here. A preflight (a signed request whose form has preflight.FormField
+// "1") is answered by handlePreflight instead.
 func (s *Server) handleVoice(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		s.refuseMethod(w, routeVoice, http.MethodPost)
@@ -70,14 +81,76 @@ func (s *Server) handleVoice(w http.ResponseWriter, r *http.Request) {
 	case route.AgentURL == "":
 		outcome = outcomeHangupNoAgent
 	}
+	if form.Get(preflight.FormField) == "1" {
+		s.handlePreflight(w, r, log, route, found, outcome, accountSID, from, to)
+		return
+	}
 	if outcome != outcomeOK {
 		log.Info("Refusing call: number not routed here", "reason", outcome, "object", route.Object.String())
 		s.writeXML(w, routeVoice, outcome, s.hangup)
 		return
 	}
-	doc := s.answers.render(route.Record, accountSID, from, to, s.tokens.Load().issue(callSID, to, accountSID))
-	log.Info("Answering call", "object", route.Object.String(), "record", route.Record)
+	doc := s.answers.render(route.Record, route.FallbackTwiML, accountSID, from, to, s.tokens.Load().issue(callSID, to, accountSID))
+	log.Info("Answering call", "object", route.Object.String(), "record", route.Record, "fallback", string(route.Fallback))
 	s.writeXML(w, routeVoice, outcomeOK, doc)
+}
+
+// handlePreflight answers a preflight (internal/preflight) with what a call
+// to the number would get, outcome being the call's routing outcome: the
+// hang-up TwiML, or the answer TwiML with preflight.StreamToken instead of
+// a stream token (no token is issued; the stream endpoint refuses it) after
+// opening the agent's WebSocket once, as a call's stream would (s.dialAgent:
+// same dialer, egress policy and timeout), and closing it at once. What it
+// found goes in the preflight.Header* response headers (HeaderRoute only
+// when the route belongs to the request's account). A preflight is not
+// a call: it is counted under its own outcome, logged at V(1) only, and
+// touches no stream or token state.
+func (s *Server) handlePreflight(w http.ResponseWriter, r *http.Request, log logr.Logger, route Route, found bool, outcome, accountSID, from, to string) {
+	h := w.Header()
+	// The route is named only to the holder of its own account's token: a
+	// number routed through another account's object is not revealed.
+	if found && route.AccountSID == accountSID {
+		h.Set(preflight.HeaderRoute, route.Object.String())
+	}
+	if outcome != outcomeOK {
+		h.Set(preflight.HeaderOutcome, outcome)
+		log.V(1).Info("Preflight: number not routed here", "reason", outcome, "object", route.Object.String())
+		s.writeXML(w, routeVoice, outcomePreflight, s.hangup)
+		return
+	}
+	h.Set(preflight.HeaderOutcome, preflight.OutcomeOK)
+	agentResult := preflight.AgentOK
+	agent, err := s.dialAgent(r.Context(), route.AgentURL)
+	if err != nil {
+		agentResult = "failed: " + agentDialOutcome(err) + ": " + headerSafe(err.Error())
+	} else {
+		closeFrame(agent, websocket.CloseNormalClosure, "", s.limits.WriteTimeout)
+		_ = agent.Close()
+	}
+	h.Set(preflight.HeaderAgent, agentResult)
+	log.V(1).Info("Preflight answered", "object", route.Object.String(), "agent", agentResult)
+	s.writeXML(w, routeVoice, outcomePreflight, s.answers.render(route.Record, route.FallbackTwiML, accountSID, from, to, preflight.StreamToken))
+}
+
+// maxHeaderValue bounds an error reported in a response header.
+const maxHeaderValue = 512
+
+// headerSafe makes v fit in a response header: control characters become
+// spaces, and it is cut to maxHeaderValue bytes (on a rune boundary).
+func headerSafe(v string) string {
+	if len(v) > maxHeaderValue {
+		cut := maxHeaderValue
+		for cut > 0 && !utf8.RuneStart(v[cut]) {
+			cut--
+		}
+		v = v[:cut]
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, v)
 }
 
 // handleRecording records a recording status callback: a log line and

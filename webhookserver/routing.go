@@ -39,6 +39,17 @@ type Route struct {
 	Record bool
 	// Enabled is false when spec.voiceRouting is Disabled.
 	Enabled bool
+	// Fallback is the action FallbackTwiML carries out (Say, Dial or
+	// Original; an Original without a saved Voice URL is Say), "" without
+	// one; for logs.
+	Fallback twiliov1.FallbackAction
+	// FallbackTwiML is the number's fallback (spec.fallback, and for
+	// Original status.savedRouting's Voice URL and method) rendered once,
+	// when the table is built, by RenderFallback: the escaped verbs that
+	// follow </Connect> in a call's answer, where Twilio goes on when the
+	// stream ends without the call being hung up; "" for none. It is put in
+	// the answer as it is, so it must come from RenderFallback.
+	FallbackTwiML string
 }
 
 // RouteSource answers the server's routing questions from memory. All methods
@@ -206,15 +217,25 @@ func (r *Routing) Validators(accountSID string) []AccountValidator {
 
 // changesRouting reports whether an update can change the table. The
 // operator writes status (3 times per number while taking it over, and each
-// account's counts every poll); only the spec, and for numbers the facts the
-// ownership order reads, matter here.
+// account's counts every poll); only the spec (spec.fallback included), and
+// for numbers the facts the ownership order reads and the saved Voice URL
+// and method an Original fallback redirects to, matter here.
 func changesRouting(oldObj, newObj any) bool {
 	switch o := oldObj.(type) {
 	case *twiliov1.TwilioPhoneNumber:
 		n, ok := newObj.(*twiliov1.TwilioPhoneNumber)
-		return !ok || o.Generation != n.Generation || o.HoldsOriginal() != n.HoldsOriginal() || claimable(o) != claimable(n)
+		return !ok || o.Generation != n.Generation || o.HoldsOriginal() != n.HoldsOriginal() || claimable(o) != claimable(n) ||
+			savedVoice(o) != savedVoice(n)
 	}
 	return true
+}
+
+// savedVoice is the part of a number's saved routing its fallback reads.
+func savedVoice(n *twiliov1.TwilioPhoneNumber) [2]string {
+	if n.Status.SavedRouting == nil {
+		return [2]string{}
+	}
+	return [2]string{n.Status.SavedRouting.VoiceURL, n.Status.SavedRouting.VoiceMethod}
 }
 
 // markDirty asks the rebuild loop for a new table; bursts of events coalesce.
@@ -264,6 +285,7 @@ func (r *Routing) rebuild(ctx context.Context) {
 		if n.Spec.Agent != nil {
 			rt.AgentURL = n.Spec.Agent.URL
 		}
+		r.setFallback(&rt, n)
 		t.routes[rt.Number] = rt
 	}
 	// Accounts in namespaces allowed to share a SID may carry different
@@ -288,6 +310,18 @@ func (r *Routing) rebuild(ctx context.Context) {
 		r.opts.Metrics.RoutedNumbers.Set(float64(len(t.routes)))
 	}
 	r.logChanges(t)
+}
+
+// setFallback renders n's fallback into rt. Rendering does not fail in
+// practice (twiml writes to memory); if it did, the number would be served
+// without a fallback, and that is logged.
+func (r *Routing) setFallback(rt *Route, n *twiliov1.TwilioPhoneNumber) {
+	frag, action, err := RenderFallback(n.Spec.Fallback, n.Status.SavedRouting)
+	if err != nil {
+		r.opts.Log.Error(err, "Render the number's fallback; its calls get none", "object", rt.Object.String())
+		return
+	}
+	rt.Fallback, rt.FallbackTwiML = action, frag
 }
 
 // published returns the verified accounts from the credentials Secret.

@@ -87,6 +87,11 @@ func TestChangesRoutingIgnoresStatusWrites(t *testing.T) {
 	specChange.Generation = 2
 	tookOver := num.DeepCopy()
 	tookOver.Status.SavedRouting = &twiliov1.SavedRouting{VoiceURL: "https://old"}
+	withSaved := func(saved twiliov1.SavedRouting) *twiliov1.TwilioPhoneNumber {
+		n := tookOver.DeepCopy()
+		n.Status.SavedRouting = &saved
+		return n
+	}
 	tests := []struct {
 		name     string
 		old, new any
@@ -96,6 +101,9 @@ func TestChangesRoutingIgnoresStatusWrites(t *testing.T) {
 		{"number spec", num, specChange, true},
 		{"number took over (ownership order)", num, tookOver, true},
 		{"number found in its account (claim established)", num, statusOnlyClaim(num), true},
+		{"saved voice URL (an Original fallback's target)", tookOver, withSaved(twiliov1.SavedRouting{VoiceURL: "https://older"}), true},
+		{"saved voice method", tookOver, withSaved(twiliov1.SavedRouting{VoiceURL: "https://old", VoiceMethod: "GET"}), true},
+		{"saved routing, other fields", tookOver, withSaved(twiliov1.SavedRouting{VoiceURL: "https://old", StatusCallback: "https://cb"}), false},
 	}
 	for _, tt := range tests {
 		if got := changesRouting(tt.old, tt.new); got != tt.want {

@@ -2,10 +2,14 @@ package webhookserver
 
 import (
 	"encoding/xml"
+	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 
 	"github.com/twilio/twilio-go/twiml"
+
+	twiliov1 "github.com/loquent/twilio-voice-operator/api/v1alpha1"
 )
 
 // Custom parameters passed on <Stream>; they arrive as start.customParameters.
@@ -15,7 +19,8 @@ const (
 	paramToken = "token"
 )
 
-// unavailableMessage is what a caller hears when the number is not routed here.
+// unavailableMessage is what a caller hears when the number is not routed
+// here, and by default when a number's fallback is Say.
 const unavailableMessage = "Sorry, this number cannot take your call right now. Goodbye."
 
 // answer is what the voice webhook tells Twilio to do with a routed call.
@@ -24,14 +29,18 @@ type answer struct {
 	recordingCallback string // absolute URL of /twilio/recording
 	streamURL         string // wss://host/twilio/stream/{AccountSid} (ws:// for an http public URL)
 	from, to, token   string
+	// fallback are the verbs after </Connect> (fallbackVerbs), where Twilio
+	// goes on once the stream ends without the call being hung up.
+	fallback []twiml.Element
 }
 
 // answerTwiML renders the answer with twilio-go's twiml package (which
-// XML-escapes attribute values): optionally <Start><Recording> of both tracks
-// in two channels, then a bidirectional <Connect><Stream> with the routing
-// parameters and the per-call token. Attribute order varies between calls.
+// XML-escapes attribute values and text): optionally <Start><Recording> of
+// both tracks in two channels, then a bidirectional <Connect><Stream> with
+// the routing parameters and the per-call token, then the fallback verbs.
+// Attribute order varies between calls.
 func answerTwiML(a answer) (string, error) {
-	verbs := make([]twiml.Element, 0, 2)
+	verbs := make([]twiml.Element, 0, 2+len(a.fallback))
 	if a.record {
 		verbs = append(verbs, twiml.VoiceStart{InnerElements: []twiml.Element{twiml.VoiceRecording{
 			Channels:                      "dual",
@@ -50,6 +59,7 @@ func answerTwiML(a answer) (string, error) {
 			twiml.VoiceParameter{Name: paramToken, Value: a.token},
 		},
 	}}})
+	verbs = append(verbs, a.fallback...)
 	doc, err := twiml.Voice(verbs)
 	if err != nil {
 		return "", fmt.Errorf("render answer TwiML: %w", err)
@@ -57,22 +67,161 @@ func answerTwiML(a answer) (string, error) {
 	return doc, nil
 }
 
-// Placeholders stand for the per-call parameter values in the pre-rendered
-// answers; they are XML-safe, so twiml leaves them as they are.
+// fallbackVerbs are the verbs a number's spec.fallback puts after
+// </Connect>, and the action they carry out: none without a fallback; Say
+// (the default action) speaks spec.message (unavailableMessage when empty)
+// and hangs up; Dial dials spec.number; Original redirects to the saved
+// original Voice URL with its method (POST unless it was GET). Original
+// without a saved Voice URL (an application, a trunk or nothing was there),
+// and Dial without a number (the CRD requires one), are Say. saved is
+// status.savedRouting: written only by the operator, so its URL is trusted
+// as it is.
+func fallbackVerbs(spec *twiliov1.FallbackSpec, saved *twiliov1.SavedRouting) (twiliov1.FallbackAction, []twiml.Element) {
+	if spec == nil {
+		return "", nil
+	}
+	switch spec.Action {
+	case twiliov1.FallbackDial:
+		if spec.Number != "" {
+			return twiliov1.FallbackDial, []twiml.Element{twiml.VoiceDial{Number: spec.Number}}
+		}
+	case twiliov1.FallbackOriginal:
+		if saved != nil && saved.VoiceURL != "" {
+			method := http.MethodPost
+			if strings.EqualFold(saved.VoiceMethod, http.MethodGet) {
+				method = http.MethodGet
+			}
+			return twiliov1.FallbackOriginal, []twiml.Element{twiml.VoiceRedirect{Url: saved.VoiceURL, Method: method}}
+		}
+	}
+	msg := spec.Message
+	if msg == "" {
+		msg = unavailableMessage
+	}
+	return twiliov1.FallbackSay, []twiml.Element{twiml.VoiceSay{Message: msg}, twiml.VoiceHangup{}}
+}
+
+// twimlHead is how twiml.Voice begins every document.
+const twimlHead = `<?xml version="1.0" encoding="UTF-8"?><Response>`
+
+// RenderFallback renders a number's fallback (spec.fallback and
+// status.savedRouting, see Route.FallbackTwiML) as the TwiML fragment that
+// follows </Connect> in its calls' answers: XML-escaped verbs, no
+// <Response>; "" for no fallback. It also returns the action the fragment
+// carries out (an Original without a saved Voice URL is Say). The routing
+// table renders it once per route when it is rebuilt, never per call.
+func RenderFallback(spec *twiliov1.FallbackSpec, saved *twiliov1.SavedRouting) (string, twiliov1.FallbackAction, error) {
+	action, verbs := fallbackVerbs(spec, saved)
+	if len(verbs) == 0 {
+		return "", "", nil
+	}
+	doc, err := twiml.Voice(verbs)
+	if err != nil {
+		return "", "", fmt.Errorf("render fallback TwiML: %w", err)
+	}
+	if !strings.HasPrefix(doc, twimlHead) || !strings.HasSuffix(doc, "</Response>") {
+		return "", "", fmt.Errorf("render fallback TwiML: unexpected document %q", doc)
+	}
+	return doc[len(twimlHead) : len(doc)-len("</Response>")], action, nil
+}
+
+// Placeholders stand for the per-call values in the pre-rendered answers;
+// they are XML-safe, so twiml leaves them as they are. placeholderFallback
+// is not rendered by twiml: it is put right after </Connect>, where the
+// route's fallback fragment goes.
 const (
-	placeholderAccount = "__tvo_param_account__"
-	placeholderFrom    = "__tvo_param_from__"
-	placeholderTo      = "__tvo_param_to__"
-	placeholderToken   = "__tvo_param_token__" //nolint:gosec // a placeholder, not a credential
+	placeholderAccount  = "__tvo_param_account__"
+	placeholderFrom     = "__tvo_param_from__"
+	placeholderTo       = "__tvo_param_to__"
+	placeholderToken    = "__tvo_param_token__" //nolint:gosec // a placeholder, not a credential
+	placeholderFallback = "__tvo_fallback__"
 )
 
+// slot is a per-call value of an answer template.
+type slot uint8
+
+const (
+	slotAccount slot = iota
+	slotFrom
+	slotTo
+	slotToken
+	slotFallback
+	numSlots
+)
+
+var placeholders = [numSlots]string{
+	slotAccount:  placeholderAccount,
+	slotFrom:     placeholderFrom,
+	slotTo:       placeholderTo,
+	slotToken:    placeholderToken,
+	slotFallback: placeholderFallback,
+}
+
+// answerTemplate is one answer document cut at its placeholders: a call's
+// answer is lits[0], the value of slots[0], lits[1], ... lits[len(slots)].
+type answerTemplate struct {
+	lits  []string
+	slots []slot
+	size  int // bytes of lits
+}
+
+// compileTemplate cuts doc at its placeholders, each of which must occur
+// exactly once.
+func compileTemplate(doc string) (answerTemplate, error) {
+	var t answerTemplate
+	var seen [numSlots]int
+	rest := doc
+	for {
+		at, which := -1, slot(0)
+		for i, p := range placeholders {
+			if j := strings.Index(rest, p); j >= 0 && (at < 0 || j < at) {
+				at, which = j, slot(i)
+			}
+		}
+		if at < 0 {
+			break
+		}
+		t.lits = append(t.lits, rest[:at])
+		t.slots = append(t.slots, which)
+		seen[which]++
+		rest = rest[at+len(placeholders[which]):]
+	}
+	t.lits = append(t.lits, rest)
+	for i, n := range seen {
+		if n != 1 {
+			return t, fmt.Errorf("answer template: placeholder %s occurs %d times, want once", placeholders[i], n)
+		}
+	}
+	for _, l := range t.lits {
+		t.size += len(l)
+	}
+	return t, nil
+}
+
+// fill writes the template with vals into one string (a single allocation).
+func (t *answerTemplate) fill(vals *[numSlots]string) string {
+	n := t.size
+	for _, s := range t.slots {
+		n += len(vals[s])
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for i, s := range t.slots {
+		b.WriteString(t.lits[i])
+		b.WriteString(vals[s])
+	}
+	b.WriteString(t.lits[len(t.lits)-1])
+	return b.String()
+}
+
 // answerTemplates are the two possible answers (with and without recording),
-// rendered once by twilio-go's twiml package with placeholder parameter
-// values. Rendering through twiml/etree was ~40% of the voice handler's CPU;
-// a call now only substitutes its account SID (in the stream URL's path) and
-// three XML-escaped values.
+// rendered once by twilio-go's twiml package with placeholder values, plus
+// the fallback placeholder after </Connect>, and cut at the placeholders.
+// Rendering through twiml/etree was ~40% of the voice handler's CPU; a call
+// now only joins the pieces with its account SID (in the stream URL's path),
+// three XML-escaped values and its route's pre-rendered fallback fragment.
 type answerTemplates struct {
-	withRecording, withoutRecording string
+	withRecording, withoutRecording answerTemplate
 }
 
 // newAnswerTemplates renders the templates; the stream URL of an answer is
@@ -80,30 +229,44 @@ type answerTemplates struct {
 func newAnswerTemplates(recordingCallback, streamURLPrefix string) (answerTemplates, error) {
 	streamURL := streamURLPrefix + placeholderAccount
 	var t answerTemplates
-	var err error
 	for _, v := range []struct {
 		record bool
-		out    *string
+		out    *answerTemplate
 	}{{true, &t.withRecording}, {false, &t.withoutRecording}} {
-		*v.out, err = answerTwiML(answer{record: v.record, recordingCallback: recordingCallback, streamURL: streamURL,
+		doc, err := answerTwiML(answer{record: v.record, recordingCallback: recordingCallback, streamURL: streamURL,
 			from: placeholderFrom, to: placeholderTo, token: placeholderToken})
 		if err != nil {
+			return t, err
+		}
+		const end = "</Connect></Response>"
+		if !strings.HasSuffix(doc, end) {
+			return t, errors.New("render answer TwiML: the document does not end with </Connect></Response>")
+		}
+		doc = doc[:len(doc)-len("</Response>")] + placeholderFallback + "</Response>"
+		if *v.out, err = compileTemplate(doc); err != nil {
 			return t, err
 		}
 	}
 	return t, nil
 }
 
-// render is the answer for one call; values are XML-escaped as attribute
-// values. accountSID must satisfy validAccountSID: it becomes a path segment
-// of the stream URL as it is.
-func (t answerTemplates) render(record bool, accountSID, from, to, token string) string {
-	doc := t.withoutRecording
+// render is the answer for one call: values are XML-escaped as attribute
+// values; fallback is the route's pre-rendered fragment (RenderFallback),
+// inserted after </Connect> as it is ("" for none). accountSID must satisfy
+// validAccountSID: it becomes a path segment of the stream URL.
+func (t *answerTemplates) render(record bool, fallback, accountSID, from, to, token string) string {
+	tpl := &t.withoutRecording
 	if record {
-		doc = t.withRecording
+		tpl = &t.withRecording
 	}
-	return strings.NewReplacer(placeholderAccount, xmlAttr(accountSID),
-		placeholderFrom, xmlAttr(from), placeholderTo, xmlAttr(to), placeholderToken, xmlAttr(token)).Replace(doc)
+	vals := [numSlots]string{
+		slotAccount:  xmlAttr(accountSID),
+		slotFrom:     xmlAttr(from),
+		slotTo:       xmlAttr(to),
+		slotToken:    xmlAttr(token),
+		slotFallback: fallback,
+	}
+	return tpl.fill(&vals)
 }
 
 // validAccountSID reports whether sid can name an account in a stream URL:
@@ -123,10 +286,19 @@ func validAccountSID(sid string) bool {
 	return true
 }
 
+// xmlAttr escapes v as xml.EscapeText does; printable ASCII without XML's
+// special characters (the usual case: E.164 numbers, tokens) is returned as
+// it is, without allocating.
 func xmlAttr(v string) string {
-	var b strings.Builder
-	_ = xml.EscapeText(&b, []byte(v)) // a strings.Builder never fails to write
-	return b.String()
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c < 0x20 || c >= 0x80 || c == '"' || c == '\'' || c == '&' || c == '<' || c == '>' {
+			var b strings.Builder
+			_ = xml.EscapeText(&b, []byte(v)) // a strings.Builder never fails to write
+			return b.String()
+		}
+	}
+	return v
 }
 
 // hangupTwiML tells the caller the number is unavailable and hangs up.

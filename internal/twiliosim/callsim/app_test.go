@@ -45,6 +45,11 @@ type fakeApp struct {
 	firstMedia chan struct{}
 	// handler, when set, replaces the app entirely.
 	handler http.Handler
+	// voiceStatus, when set, is the voice webhook's status (with no TwiML).
+	voiceStatus int
+	// pages are further TwiML documents by path (for <Redirect> and the
+	// fallback URL), answered to GET and POST.
+	pages map[string]string
 
 	srv *httptest.Server
 
@@ -54,6 +59,13 @@ type fakeApp struct {
 	upgrades   int
 	wsSigOK    bool
 	msgs       [][]byte // stream messages received, in order
+	pageHits   []pageHit
+}
+
+// pageHit is one request for a page.
+type pageHit struct {
+	path string // with the query
+	signedForm
 }
 
 // newFakeApp starts the app; configure runs before the server starts, so
@@ -73,6 +85,9 @@ func newFakeApp(t testing.TB, twiml string, configure ...func(*fakeApp)) *fakeAp
 	mux.HandleFunc("POST /voice", a.handleVoice)
 	mux.HandleFunc("/recording", a.handleRecording)
 	mux.HandleFunc("GET /stream", a.handleStream)
+	for path := range a.pages {
+		mux.HandleFunc(path, a.handlePage)
+	}
 	a.srv = httptest.NewServer(mux)
 	t.Cleanup(a.srv.Close)
 	return a
@@ -118,22 +133,52 @@ func (a *fakeApp) handleVoice(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "invalid signature", http.StatusForbidden)
 		return
 	}
+	if a.voiceStatus != 0 {
+		http.Error(w, "failing on purpose", a.voiceStatus)
+		return
+	}
 	w.Header().Set("Content-Type", "text/xml")
 	_, _ = io.WriteString(w, a.twiml)
 }
 
-func (a *fakeApp) handleRecording(w http.ResponseWriter, r *http.Request) {
+// handlePage answers a page's TwiML to a correctly signed GET or POST.
+func (a *fakeApp) handlePage(w http.ResponseWriter, r *http.Request) {
+	sf := a.checkSigned(r)
+	a.mu.Lock()
+	a.pageHits = append(a.pageHits, pageHit{path: r.URL.RequestURI(), signedForm: sf})
+	a.mu.Unlock()
+	if !sf.sigOK {
+		http.Error(w, "invalid signature", http.StatusForbidden)
+		return
+	}
+	w.Header().Set("Content-Type", "text/xml")
+	_, _ = io.WriteString(w, a.pages[r.URL.Path])
+}
+
+// checkSigned reads a webhook request and checks its signature with
+// twilio-go's RequestValidator: over the URL and the form for POST, over
+// the URL (its query holds the parameters) for GET.
+func (a *fakeApp) checkSigned(r *http.Request) signedForm {
 	rv := client.NewRequestValidator(a.token)
 	sig := r.Header.Get("X-Twilio-Signature")
 	full := publicBase + r.URL.RequestURI()
-	var sf signedForm
 	if r.Method == http.MethodGet {
-		sf = signedForm{method: r.Method, form: r.URL.Query(), sigOK: rv.Validate(full, map[string]string{}, sig)}
-	} else {
-		body, _ := io.ReadAll(r.Body)
-		form, _ := url.ParseQuery(string(body))
-		sf = signedForm{method: r.Method, form: form, sigOK: rv.ValidateBody(full, body, sig)}
+		return signedForm{method: r.Method, form: r.URL.Query(), sigOK: rv.Validate(full, map[string]string{}, sig)}
 	}
+	body, _ := io.ReadAll(r.Body)
+	form, _ := url.ParseQuery(string(body))
+	return signedForm{method: r.Method, form: form, sigOK: rv.ValidateBody(full, body, sig)}
+}
+
+// hits returns the page requests so far.
+func (a *fakeApp) hits() []pageHit {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]pageHit(nil), a.pageHits...)
+}
+
+func (a *fakeApp) handleRecording(w http.ResponseWriter, r *http.Request) {
+	sf := a.checkSigned(r)
 	a.mu.Lock()
 	a.recordings = append(a.recordings, sf)
 	a.mu.Unlock()

@@ -24,11 +24,16 @@ const (
 	DefaultCloseTimeout = 5 * time.Second
 	// MaxKeptPayloads bounds Result.ReceivedPayloads.
 	MaxKeptPayloads = 64
+	// MaxRedirects bounds the <Redirect>s one call follows; the next one
+	// fails the call. Twilio's own limit is unconfirmed (twilio-facts.md
+	// does not give one).
+	MaxRedirects = 10
 )
 
 // ErrWebhookFailed is wrapped by Place's error when a webhook answered with a
 // non-2xx status, the wrong content type or an unusable body; Twilio would
-// log 11200/12300 and try the fallback URL (which the simulator does not).
+// log 11200/12300 and try the fallback URL (the simulator does when
+// Call.FallbackURL is set).
 var ErrWebhookFailed = errors.New("webhook failed")
 
 // Call describes one simulated inbound call. Only VoiceURL, AuthToken and
@@ -47,6 +52,13 @@ type Call struct {
 	From, To string
 	// CallSID is generated ("CA" + 32 hex digits) when empty.
 	CallSID string
+	// FallbackURL is the number's voice fallback URL: when the voice webhook
+	// fails (no answer, a non-2xx status, the wrong content type, unusable
+	// TwiML), it is requested, signed, with the voice webhook's parameters
+	// plus ErrorCode and ErrorUrl, and its TwiML runs instead. Empty: no
+	// fallback, the call fails. FallbackMethod is GET or POST (the default).
+	FallbackURL    string
+	FallbackMethod string
 	// MediaFrames is the number of caller media frames to send (20 ms each).
 	// The caller hangs up after the last one.
 	MediaFrames int
@@ -66,9 +78,9 @@ type Call struct {
 	Dialer *websocket.Dialer
 	// RewriteURL maps a public URL to the address the request is delivered to
 	// (e.g. https://voice.example.com → http://127.0.0.1:PORT). It receives a
-	// copy and is applied to the voice URL, the stream URL and the recording
-	// callback URL; signatures are always over the public URL. nil means use
-	// the URLs as they are.
+	// copy and is applied to the voice URL, the fallback URL, <Redirect>
+	// URLs, the stream URL and the recording callback URL; signatures are
+	// always over the public URL. nil means use the URLs as they are.
 	RewriteURL func(*url.URL) *url.URL
 	// WebhookTimeout bounds each webhook request; 0 means
 	// DefaultWebhookTimeout.
@@ -86,20 +98,36 @@ type Result struct {
 
 	VoiceStatus int    // HTTP status answered by the voice webhook
 	TwiML       string // body answered by the voice webhook
-	// Verbs lists the TwiML's top-level verbs in document order. Only Start
-	// (Recording), Connect (Stream), Say and Hangup are acted on.
+	// UsedFallbackURL reports that the voice webhook failed and the call ran
+	// the TwiML of Call.FallbackURL; FallbackStatus is the HTTP status the
+	// fallback URL answered (0 when it was not requested or did not answer).
+	UsedFallbackURL bool
+	FallbackStatus  int
+	// Verbs lists the top-level verbs of the call's first document (the
+	// voice webhook's, or the fallback URL's) in document order. The call
+	// runs its documents in order, as Twilio does, acting on Start
+	// (Recording), Connect (Stream), Say, Hangup, Dial and Redirect; other
+	// verbs are skipped.
 	Verbs []string
 
-	// Recording is the parsed <Start><Recording>, or nil.
+	// Recording is the <Start><Recording> the call ran, or nil.
 	Recording *RecordingInstruction
-	// StreamURL and Parameters are the parsed <Connect><Stream url> and its
-	// <Parameter>s (Parameters is nil when there is no stream).
+	// StreamURL and Parameters are the <Connect><Stream url> the call ran and
+	// its <Parameter>s (Parameters is nil when there was no stream).
 	StreamURL  string
 	Parameters map[string]string
-	// Say is the text of the <Say> verbs (joined by spaces) and Hangup
-	// reports a <Hangup>, both as parsed, wherever they appear.
+	// Say is the text of the <Say> verbs the call ran (joined by spaces);
+	// Hangup reports that it ran a <Hangup>. Verbs after a <Connect><Stream>
+	// run only when the server ended the stream (closed it, refused the
+	// handshake or the start), not when the caller hung up.
 	Say    string
 	Hangup bool
+	// Dialed is the number of the <Dial> the call ran (<Dial>N</Dial> or
+	// <Dial><Number>N</Number></Dial>), which ends the simulated call.
+	Dialed string
+	// Redirects lists the absolute URLs of the <Redirect>s the call
+	// followed, in order.
+	Redirects []string
 
 	// StreamHandshakeStatus is the HTTP status of the WebSocket handshake
 	// (101 on success, 0 when no response was received).
@@ -136,12 +164,16 @@ type Result struct {
 
 // Place places one inbound call as described by c and returns what happened.
 //
-// Steps: a signed POST of the voice webhook; parsing the TwiML; for a
-// <Connect><Stream>, the media stream (see the package doc); then, if a
-// <Start><Recording> named a recordingStatusCallback whose events include
-// "completed" (the default), the signed recording status callback. A failed
-// stream still ends the call normally, so the recording callback is posted
-// and both errors are returned. Every network step honours ctx.
+// Steps: a signed POST of the voice webhook (and when it fails, the fallback
+// URL's request, if c has one); running the TwiML verb by verb, as Twilio
+// does (see execution), with the media stream of a <Connect><Stream> (see
+// the package doc) and the requests of <Redirect>s; then, once the call has
+// ended, if a <Start><Recording> named a recordingStatusCallback whose
+// events include "completed" (the default), the signed recording status
+// callback. A failed stream or redirect still ends the call normally, so
+// the recording callback is posted and every error is returned. A voice
+// webhook failure the fallback URL made up for is not an error
+// (Result.UsedFallbackURL reports it). Every network step honours ctx.
 func Place(ctx context.Context, c Call) (Result, error) {
 	c, err := c.withDefaults()
 	if err != nil {
@@ -149,29 +181,50 @@ func Place(ctx context.Context, c Call) (Result, error) {
 	}
 	res := Result{CallSID: c.CallSID}
 
-	doc, err := postVoice(ctx, c, &res)
+	doc, docURL, err := answerCall(ctx, c, &res)
 	if err != nil {
 		return res, err
 	}
 	res.Verbs = doc.Verbs
-	res.Recording = doc.Recording
-	res.Say = doc.Say
-	res.Hangup = doc.Hangup
 
-	var errs []error
-	if doc.Stream != nil {
-		res.StreamURL = doc.Stream.URL
-		res.Parameters = doc.Stream.Parameters
-		if err := runStream(ctx, c, *doc.Stream, &res); err != nil {
-			errs = append(errs, fmt.Errorf("media stream: %w", err))
+	x := &execution{c: c, res: &res, params: voiceParams(c)}
+	if err := x.run(ctx, doc, docURL); err != nil {
+		x.errs = append(x.errs, err)
+	}
+	if ctx.Err() == nil && wantsCompletedCallback(res.Recording) {
+		if err := postRecording(ctx, c, *res.Recording, &res); err != nil {
+			x.errs = append(x.errs, fmt.Errorf("recording status callback: %w", err))
 		}
 	}
-	if ctx.Err() == nil && wantsCompletedCallback(doc.Recording) {
-		if err := postRecording(ctx, c, *doc.Recording, &res); err != nil {
-			errs = append(errs, fmt.Errorf("recording status callback: %w", err))
-		}
+	return res, errors.Join(x.errs...)
+}
+
+// answerCall gets the call's first document and the URL it came from: the
+// voice webhook's, or when that fails and c has a FallbackURL, the fallback
+// URL's. The fallback request carries the voice webhook's parameters plus
+// ErrorCode and ErrorUrl, which twilio-facts.md §7 confirms Twilio sends.
+// Unconfirmed, and chosen here: ErrorCode is always 11200 (Twilio may send
+// 12100 or 12300 for unusable TwiML or the wrong content type); ErrorUrl is
+// the voice URL as configured; the fallback is tried once, without the
+// retries a connection override may ask for.
+func answerCall(ctx context.Context, c Call, res *Result) (twimlDoc, string, error) {
+	doc, err := postVoice(ctx, c, res)
+	if err == nil {
+		return doc, c.VoiceURL, nil
 	}
-	return res, errors.Join(errs...)
+	if c.FallbackURL == "" || ctx.Err() != nil {
+		return twimlDoc{}, "", err
+	}
+	params := voiceParams(c)
+	params.Set("ErrorCode", "11200")
+	params.Set("ErrorUrl", c.VoiceURL)
+	res.UsedFallbackURL = true
+	a, doc, ferr := fetchTwiML(ctx, c, c.FallbackMethod, c.FallbackURL, params, "fallback URL")
+	res.FallbackStatus = a.status
+	if ferr != nil {
+		return twimlDoc{}, "", errors.Join(err, ferr)
+	}
+	return doc, c.FallbackURL, nil
 }
 
 // withDefaults validates c and returns a copy with defaults applied.
@@ -185,6 +238,19 @@ func (c Call) withDefaults() (Call, error) {
 	}
 	if c.AuthToken == "" {
 		return c, errors.New("auth token is empty")
+	}
+	if c.FallbackURL != "" {
+		if err := checkWebhookURL(c.FallbackURL); err != nil {
+			return c, fmt.Errorf("fallback URL: %w", err)
+		}
+	}
+	switch m := strings.ToUpper(c.FallbackMethod); m {
+	case "":
+		c.FallbackMethod = http.MethodPost
+	case http.MethodGet, http.MethodPost:
+		c.FallbackMethod = m
+	default:
+		return c, fmt.Errorf("fallback method %q: must be GET or POST", c.FallbackMethod)
 	}
 	if c.AccountSID == "" {
 		return c, errors.New("account SID is empty")

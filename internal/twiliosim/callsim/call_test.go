@@ -325,6 +325,8 @@ func TestPlaceValidatesTheCall(t *testing.T) {
 		{"no account", func(c *Call) { c.AccountSID = "" }, "account SID"},
 		{"bad digit", func(c *Call) { c.DTMF = []string{"12"} }, "DTMF"},
 		{"negative frames", func(c *Call) { c.MediaFrames = -1 }, "negative"},
+		{"relative fallback URL", func(c *Call) { c.FallbackURL = "/fallback" }, "fallback URL"},
+		{"bad fallback method", func(c *Call) { c.FallbackURL, c.FallbackMethod = voiceURL, "PUT" }, "fallback method"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -2,12 +2,17 @@
 // webhook server (or any Twilio voice application) can be exercised without a
 // Twilio account.
 //
-// One call is: a signed POST of the voice webhook to the number's voice URL;
-// parsing the TwiML answer; for <Connect><Stream>, a signed WebSocket
-// connection speaking Twilio's Media Streams protocol (connected, start,
-// paced media frames, dtmf, mark echoes, stop); and, when the TwiML started a
-// <Recording> with a recordingStatusCallback, the signed recording status
-// callback once the call has ended.
+// One call is: a signed POST of the voice webhook to the number's voice URL
+// (and when it fails, of the fallback URL, if the call has one); running the
+// TwiML answer verb by verb, as Twilio does: <Start><Recording>; for
+// <Connect><Stream>, a signed WebSocket connection speaking Twilio's Media
+// Streams protocol (connected, start, paced media frames, dtmf, mark echoes,
+// stop), after which the verbs following </Connect> run only if the server,
+// not the caller, ended the stream; <Say>, <Hangup>, <Dial> (recorded, and
+// the end of the simulated call) and <Redirect> (a signed request whose TwiML
+// replaces the document); and, when the TwiML started a <Recording> with a
+// recordingStatusCallback, the signed recording status callback once the
+// call has ended.
 //
 // Facts about the wire format come from shared/reference/twilio-facts.md
 // (§2.5 signatures, §4 TwiML, §5 Media Streams, §6 webhook parameters). Where

@@ -3,6 +3,7 @@ package callsim
 import (
 	"encoding/xml"
 	"fmt"
+	"net/http"
 	"net/url"
 	"strings"
 )
@@ -28,13 +29,19 @@ type streamInstruction struct {
 	Parameters map[string]string
 }
 
-// twimlDoc is the part of a TwiML document the simulator acts on.
+// twimlDoc is a parsed voice TwiML document.
 type twimlDoc struct {
-	Verbs     []string // top-level verb names in document order
-	Recording *RecordingInstruction
-	Stream    *streamInstruction
-	Say       string
-	Hangup    bool
+	Verbs []string // top-level verb names in document order
+	steps []step   // the top-level verbs, in document order, as the simulator runs them
+}
+
+// step is one top-level verb of a document. Only the fields of its verb are set.
+type step struct {
+	verb      string                // the verb's name (Start, Connect, Say, ...)
+	recording *RecordingInstruction // Start: its <Recording>, if any
+	stream    *streamInstruction    // Connect: its <Stream>, if any
+	text      string                // Say: the text; Dial: the number; Redirect: the URL (trimmed)
+	method    string                // Redirect: GET or POST (POST when the attribute is absent)
 }
 
 // node is a generic XML element, kept in document order.
@@ -56,9 +63,10 @@ func (n node) attr(name string) string {
 
 // parseTwiML parses a voice TwiML document. It fails on a document whose root
 // is not <Response> (Twilio error 12100), on a second <Connect><Stream> or
-// <Recording>, and on a stream URL Twilio would refuse (see checkStreamURL).
-// Verbs other than Start, Connect, Say and Hangup are listed in Verbs and
-// otherwise ignored.
+// <Recording>, on a stream URL Twilio would refuse (see checkStreamURL) and
+// on a <Redirect> without a URL or with a method other than GET or POST.
+// Every top-level verb becomes a step; the ones the simulator does not act
+// on (see Result.Verbs) are skipped when the document runs.
 func parseTwiML(body []byte) (twimlDoc, error) {
 	var root node
 	if err := xml.Unmarshal(body, &root); err != nil {
@@ -69,42 +77,62 @@ func parseTwiML(body []byte) (twimlDoc, error) {
 	}
 
 	var doc twimlDoc
-	var says []string
+	recordings, streams := 0, 0
 	for _, verb := range root.Children {
-		name := verb.XMLName.Local
-		doc.Verbs = append(doc.Verbs, name)
-		switch name {
+		st := step{verb: verb.XMLName.Local}
+		doc.Verbs = append(doc.Verbs, st.verb)
+		switch st.verb {
 		case "Start":
 			for _, noun := range verb.Children {
 				if noun.XMLName.Local != "Recording" {
 					continue
 				}
-				if doc.Recording != nil {
+				if recordings++; recordings > 1 {
 					return twimlDoc{}, fmt.Errorf("parse TwiML: more than one <Recording>")
 				}
-				doc.Recording = parseRecording(noun)
+				st.recording = parseRecording(noun)
 			}
 		case "Connect":
 			for _, noun := range verb.Children {
 				if noun.XMLName.Local != "Stream" {
 					continue
 				}
-				if doc.Stream != nil {
+				if streams++; streams > 1 {
 					return twimlDoc{}, fmt.Errorf("parse TwiML: more than one <Connect><Stream>")
 				}
 				s, err := parseStream(noun)
 				if err != nil {
 					return twimlDoc{}, err
 				}
-				doc.Stream = s
+				st.stream = s
 			}
 		case "Say":
-			says = append(says, strings.TrimSpace(verb.Text))
-		case "Hangup":
-			doc.Hangup = true
+			st.text = strings.TrimSpace(verb.Text)
+		case "Dial":
+			// <Dial>N</Dial>, or <Dial><Number>N</Number></Dial>.
+			st.text = strings.TrimSpace(verb.Text)
+			for _, noun := range verb.Children {
+				if noun.XMLName.Local == "Number" {
+					st.text = strings.TrimSpace(noun.Text)
+					break
+				}
+			}
+		case "Redirect":
+			st.text = strings.TrimSpace(verb.Text)
+			if st.text == "" {
+				return twimlDoc{}, fmt.Errorf("parse TwiML: <Redirect> without a URL")
+			}
+			switch m := strings.ToUpper(verb.attr("method")); m {
+			case "":
+				st.method = http.MethodPost
+			case http.MethodGet, http.MethodPost:
+				st.method = m
+			default:
+				return twimlDoc{}, fmt.Errorf("parse TwiML: <Redirect method=%q>: must be GET or POST", verb.attr("method"))
+			}
 		}
+		doc.steps = append(doc.steps, st)
 	}
-	doc.Say = strings.Join(says, " ")
 	return doc, nil
 }
 

@@ -20,9 +20,11 @@ const (
 	userAgent = "TwilioProxy/1.1"
 )
 
-// postVoice sends the inbound-call voice webhook and parses its TwiML.
-func postVoice(ctx context.Context, c Call, res *Result) (twimlDoc, error) {
-	form := url.Values{
+// voiceParams are the parameters of the inbound-call voice webhook; the
+// simulator sends them again with the fallback URL request and with every
+// <Redirect>.
+func voiceParams(c Call) url.Values {
+	return url.Values{
 		"CallSid":    {c.CallSID},
 		"AccountSid": {c.AccountSID},
 		"From":       {c.From},
@@ -33,27 +35,41 @@ func postVoice(ctx context.Context, c Call, res *Result) (twimlDoc, error) {
 		"Direction":  {"inbound"},
 		"ApiVersion": {"2010-04-01"},
 	}
-	resp, err := signedRequest(ctx, c, http.MethodPost, c.VoiceURL, form, maxTwiMLBytes)
+}
+
+// postVoice sends the inbound-call voice webhook and parses its TwiML.
+func postVoice(ctx context.Context, c Call, res *Result) (twimlDoc, error) {
+	a, doc, err := fetchTwiML(ctx, c, http.MethodPost, c.VoiceURL, voiceParams(c), "voice webhook")
+	res.VoiceStatus = a.status
+	res.TwiML = string(a.body)
+	return doc, err
+}
+
+// fetchTwiML requests TwiML as Twilio does from a voice URL, a fallback URL
+// or a <Redirect> (what names the request in errors): signed, with params;
+// and accepts the answer as Twilio does: 2xx, text/xml or application/xml,
+// at most 64 KB, a valid document. A refused answer's error wraps
+// ErrWebhookFailed. The answer is returned as far as it was received.
+func fetchTwiML(ctx context.Context, c Call, method, publicURL string, params url.Values, what string) (answer, twimlDoc, error) {
+	resp, err := signedRequest(ctx, c, method, publicURL, params, maxTwiMLBytes)
 	if err != nil {
-		return twimlDoc{}, fmt.Errorf("voice webhook: %w", err)
+		return resp, twimlDoc{}, fmt.Errorf("%s: %w", what, err)
 	}
-	res.VoiceStatus = resp.status
-	res.TwiML = string(resp.body)
 	if resp.status < 200 || resp.status > 299 {
-		return twimlDoc{}, fmt.Errorf("voice webhook answered %d (Twilio error 11200): %w", resp.status, ErrWebhookFailed)
+		return resp, twimlDoc{}, fmt.Errorf("%s answered %d (Twilio error 11200): %w", what, resp.status, ErrWebhookFailed)
 	}
 	mt, _, _ := mime.ParseMediaType(resp.header.Get("Content-Type"))
 	if mt != "text/xml" && mt != "application/xml" {
-		return twimlDoc{}, fmt.Errorf("voice webhook answered content type %q, want text/xml (Twilio error 12300): %w", mt, ErrWebhookFailed)
+		return resp, twimlDoc{}, fmt.Errorf("%s answered content type %q, want text/xml (Twilio error 12300): %w", what, mt, ErrWebhookFailed)
 	}
 	if len(resp.body) > maxTwiMLBytes {
-		return twimlDoc{}, fmt.Errorf("voice webhook answered more than %d bytes of TwiML: %w", maxTwiMLBytes, ErrWebhookFailed)
+		return resp, twimlDoc{}, fmt.Errorf("%s answered more than %d bytes of TwiML: %w", what, maxTwiMLBytes, ErrWebhookFailed)
 	}
 	doc, err := parseTwiML(resp.body)
 	if err != nil {
-		return twimlDoc{}, fmt.Errorf("voice webhook: %w: %w", ErrWebhookFailed, err)
+		return resp, twimlDoc{}, fmt.Errorf("%s: %w: %w", what, ErrWebhookFailed, err)
 	}
-	return doc, nil
+	return resp, doc, nil
 }
 
 // wantsCompletedCallback reports whether r asks for a "completed" recording
@@ -111,10 +127,6 @@ func postRecording(ctx context.Context, c Call, r RecordingInstruction, res *Res
 	return nil
 }
 
-// signedRequest sends params to the public URL publicURL the way Twilio
-// does: POST as a form body, or GET with params appended to the query (and
-// the signature over the resulting URL with no params). It reads at most
-// limit+1 bytes of the answer.
 // answer is what a webhook answered; its body was read (up to a limit) and closed.
 type answer struct {
 	status int
@@ -122,6 +134,10 @@ type answer struct {
 	body   []byte
 }
 
+// signedRequest sends params to the public URL publicURL the way Twilio
+// does: POST as a form body, or GET with params appended to the query (and
+// the signature over the resulting URL with no params). It reads at most
+// limit+1 bytes of the answer.
 func signedRequest(ctx context.Context, c Call, method, publicURL string, params url.Values, limit int64) (answer, error) {
 	signURL := signedURL(publicURL)
 	var body io.Reader
