@@ -1,9 +1,10 @@
 // Command demo shows the whole system working on one machine, with no cluster
 // and no Twilio account: a local control plane, the Twilio emulator with three
-// numbers, the operator, the webhook server and a sample agent. It applies
-// the sample objects with kubectl, places a simulated inbound call end to end,
-// prints what happened, then deletes the objects and shows the original
-// routing back. With --stay it keeps everything up for kubectl until Ctrl-C.
+// numbers, the operator, the webhook server and a sample agent. It plans and
+// applies the sample objects with kubectl, shows the preflight that proved
+// the public path, places a simulated inbound call end to end, prints what
+// happened, calls a number whose agent is gone (the fallback answers), then
+// deletes the objects and shows the original routing back. With --stay it keeps everything up for kubectl until Ctrl-C.
 //
 //	make demo            # or: go run ./hack/demo [--stay]
 package main
@@ -13,6 +14,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -66,6 +68,10 @@ func run(ctx context.Context, bin string, stay bool) error {
 	if err := os.WriteFile(samples, []byte(env.SampleYAML()), 0o600); err != nil {
 		return err
 	}
+	section("kubectl twilio plan -f samples.yaml  (what applying would change; it writes nothing)")
+	if err := show(env.Kubectl(ctx, "twilio", "plan", "-f", samples)); err != nil {
+		return err
+	}
 	section("kubectl apply -f samples.yaml")
 	if err := show(env.Kubectl(ctx, "apply", "-f", samples)); err != nil {
 		return err
@@ -76,6 +82,11 @@ func run(ctx context.Context, bin string, stay bool) error {
 	}
 	if err := show(env.Kubectl(ctx, "wait", "--for=condition=Ready", "twiliophonenumbers", "--all", "--timeout=90s")); err != nil {
 		fmt.Println(env.Tail("manager", 30))
+		return err
+	}
+	section("The preflight: a signed test call proved the public path before any take-over")
+	if err := show(env.Kubectl(ctx, "get", "events", "--field-selector", "reason=PreflightPassed",
+		"-o", "custom-columns=OBJECT:.involvedObject.name,MESSAGE:.message")); err != nil {
 		return err
 	}
 	section("kubectl get twiliophonenumbers  (the imported-numbers table)")
@@ -91,6 +102,11 @@ func run(ctx context.Context, bin string, stay bool) error {
 
 	section("A caller dials +14155550100")
 	if err := placeCall(ctx, env); err != nil {
+		return err
+	}
+
+	section("The sales line's agent goes away: its caller gets the fallback")
+	if err := fallbackCall(ctx, env); err != nil {
 		return err
 	}
 
@@ -151,6 +167,43 @@ func placeCall(ctx context.Context, env *devenv.Env) error {
 	}
 	fmt.Printf("  the agent saw: call from %s to %s, %d frames in, %d out, digits %q\n",
 		stats.LastFrom, stats.LastTo, stats.FramesIn, stats.FramesOut, stats.Digits)
+	return nil
+}
+
+// fallbackCall points the sales line's agent at a port nothing listens on
+// and calls it: the webhook server cannot reach the agent, closes the stream,
+// and Twilio goes on with the fallback after </Connect>.
+func fallbackCall(ctx context.Context, env *devenv.Env) error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	dead := "ws://" + ln.Addr().String() + "/media"
+	_ = ln.Close()
+	if err := show(env.Kubectl(ctx, "patch", "twiliophonenumber", "sales-line", "--type=merge",
+		"-p", `{"spec":{"agent":{"url":"`+dead+`"}}}`)); err != nil {
+		return err
+	}
+	const number = "+14155550101"
+	voiceURL, _, _, _ := env.Emulator.EffectiveVoiceURL(number)
+	// The webhook server sees the new agent URL within moments.
+	var res callsim.Result
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		res, err = callsim.Place(ctx, callsim.Call{VoiceURL: voiceURL, AuthToken: devenv.AuthToken, AccountSID: devenv.AccountSID,
+			From: "+15005550006", To: number, MediaFrames: 50})
+		if err != nil {
+			return fmt.Errorf("fallback call: %w", err)
+		}
+		if res.Say != "" || time.Now().After(deadline) {
+			break
+		}
+	}
+	fmt.Printf("The answer (HTTP %d) carries the fallback after </Connect>:\n\n%s\n\n", res.VoiceStatus, indent(res.TwiML))
+	fmt.Printf("  media stream: closed by the webhook server (code %d) before the caller hung up\n", res.CloseCode)
+	fmt.Printf("  the caller heard: %q, then hang-up=%v\n", res.Say, res.Hangup)
+	if res.Say != devenv.SalesFallbackMessage {
+		return fmt.Errorf("the caller did not reach the fallback (heard %q)", res.Say)
+	}
 	return nil
 }
 

@@ -314,7 +314,9 @@ func (e *Env) Kubectl(ctx context.Context, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+e.Kubeconfig, "PATH="+e.opts.BinDir+string(os.PathListSeparator)+os.Getenv("PATH"),
 		// The plugin talks to the emulator, which only the demo's own flag allows.
-		"KUBECTL_TWILIO_ALLOWED_API_URLS="+e.EmulatorURL)
+		"KUBECTL_TWILIO_ALLOWED_API_URLS="+e.EmulatorURL,
+		// What the manager points numbers at, for `kubectl twilio plan`.
+		"KUBECTL_TWILIO_PUBLIC_URL="+e.PublicURL, "KUBECTL_TWILIO_INSTALL_ID="+controllers.DefaultInstallID(e.PublicURL))
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return string(out), fmt.Errorf("kubectl %s: %w: %s", strings.Join(args, " "), err, out)

@@ -18,7 +18,13 @@ type SampleNumber struct {
 	FriendlyName string
 	// Routing sets the routing it has before the operator takes it over.
 	Routing func(*twiliosim.Number)
+	// Fallback is the object's spec.fallback (flow-style YAML), or "".
+	Fallback string
 }
+
+// SalesFallbackMessage is what a caller of the sales line hears when its
+// agent cannot take the call (its spec.fallback).
+const SalesFallbackMessage = "Our assistant is unavailable right now. Please call back in a few minutes."
 
 // OriginalURL is the support line's Voice URL before the takeover.
 const OriginalURL = "https://old-platform.example.com/voice"
@@ -27,9 +33,9 @@ const OriginalURL = "https://old-platform.example.com/voice"
 // called by GET (so an exact restore shows), one with none, one on a TwiML
 // application (which takes precedence over any Voice URL).
 var SampleNumbers = []SampleNumber{
-	{"support-line", "+14155550100", "Support line", func(n *twiliosim.Number) { n.VoiceURL, n.VoiceMethod = OriginalURL, "GET" }},
-	{"sales-line", "+14155550101", "Sales line", nil},
-	{"ivr-line", "+14155550102", "IVR line", func(n *twiliosim.Number) { n.VoiceApplicationSID = "APde400000000000000000000000000002" }},
+	{"support-line", "+14155550100", "Support line", func(n *twiliosim.Number) { n.VoiceURL, n.VoiceMethod = OriginalURL, "GET" }, ""},
+	{"sales-line", "+14155550101", "Sales line", nil, "{action: Say, message: " + `"` + SalesFallbackMessage + `"}`},
+	{"ivr-line", "+14155550102", "IVR line", func(n *twiliosim.Number) { n.VoiceApplicationSID = "APde400000000000000000000000000002" }, ""},
 }
 
 // AddSampleNumbers puts SampleNumbers into the emulated account.
@@ -70,6 +76,9 @@ spec:
   phoneNumber: "%s"
   agent: {url: "%s"}
 `, n.Name, n.E164, e.AgentURL)
+		if n.Fallback != "" {
+			fmt.Fprintf(&b, "  fallback: %s\n", n.Fallback)
+		}
 	}
 	return b.String()
 }
