@@ -95,7 +95,7 @@ const (
 	// CredentialsFinalizer keeps a TwilioAccount's credentials Secret (it
 	// stays readable while terminating) until no account that uses it needs
 	// it for a restore, so deleting a whole bundle still hands every number back.
-	CredentialsFinalizer = "twilio.loquent.io/credentials-in-use"
+	CredentialsFinalizer = "twilio.loquent.io/credentials-in-use" //nolint:gosec // a finalizer name, not a credential
 )
 
 // VoiceURLInstallParam is the query parameter that marks a Voice URL as set by

@@ -263,4 +263,3 @@ func eventReasons(g Gomega, ns, name string) []string {
 	}
 	return out
 }
-
