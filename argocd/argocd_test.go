@@ -48,6 +48,7 @@ func TestHealth(t *testing.T) {
 		// Retried Twilio errors keep the number out of Healthy, even with Ready=True.
 		{"number-twilio-api-error.yaml", "Progressing", syncedMessage},
 		{"number-rate-limited.yaml", "Progressing", syncedMessage},
+		{"number-takeover-paced.yaml", "Progressing", readyMessage},
 		{"number-disabled-retrying.yaml", "Progressing", syncedMessage},
 		{"number-configured.yaml", "Healthy", readyMessage},
 		{"number-original-unknown.yaml", "Healthy", readyMessage},
@@ -61,11 +62,15 @@ func TestHealth(t *testing.T) {
 		{"number-twilio-rejected.yaml", "Degraded", syncedMessage},
 		{"number-no-agent.yaml", "Degraded", readyMessage},
 		{"number-agent-not-allowed.yaml", "Degraded", readyMessage},
+		{"number-webhook-unreachable.yaml", "Degraded", readyMessage},
+		{"number-contested.yaml", "Degraded", readyMessage},
 
 		{"account-new.yaml", "Progressing", "Waiting for the operator to verify the credentials"},
 		{"account-generation-not-observed.yaml", "Progressing", "Waiting for the operator to reconcile generation 2"},
 		{"account-api-error.yaml", "Progressing", syncedMessage},
 		{"account-verified.yaml", "Healthy", readyMessage},
+		{"account-deleting-numbers-handed-back.yaml", "Healthy", readyMessage},
+		{"account-deleting-numbers-still-routed.yaml", "Progressing", "2 TwilioPhoneNumber(s) still hold saved originals and are handed back first: sales-line, support-line. Delete them or set voiceRouting: Disabled (deletionPolicy: Orphan deletes one without restoring)"},
 		{"account-invalid-credentials.yaml", "Degraded", readyMessage},
 		{"account-twilio-rejected.yaml", "Degraded", readyMessage},
 		{"account-secret-not-found.yaml", "Degraded", readyMessage},

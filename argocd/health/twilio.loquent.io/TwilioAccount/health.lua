@@ -2,7 +2,8 @@
 -- conditions (README: "Conditions and reasons").
 --   Healthy      Ready=True (credentials verified) and Synced=True.
 --   Degraded     credentials or their Secret need fixing, or Twilio refused.
---   Progressing  not verified yet, or a Twilio error being retried.
+--   Progressing  not verified yet, a Twilio error being retried, or handing its
+--                numbers back before it (or its Secret) can go.
 -- Written without Lua's string library, which Argo CD leaves out of
 -- customizations unless useOpenLibs is set.
 
@@ -46,6 +47,7 @@ end
 
 local ready = current(obj.status.conditions, "Ready")
 local synced = current(obj.status.conditions, "Synced")
+local handback = current(obj.status.conditions, "NumbersHandedBack")
 
 for _, c in ipairs({ ready or {}, synced or {} }) do
   if c.status == "False" and degradedReasons[c.reason] then
@@ -63,5 +65,8 @@ if ready.status ~= "True" then
 end
 if synced == nil then
   return result("Progressing", "Waiting for the first Twilio exchange")
+end
+if handback ~= nil and handback.status == "False" then
+  return result("Progressing", handback.message or handback.reason)
 end
 return result("Healthy", ready.message)

@@ -18,6 +18,8 @@ local degradedReasons = {
   TwilioRejected = true,
   NoAgent = true,
   AgentNotAllowed = true,
+  WebhookUnreachable = true,
+  Contested = true,
 }
 
 local hs = {}
