@@ -86,6 +86,7 @@ func TestHandBackLeavesAnotherInstallsRouting(t *testing.T) {
 	waitGone(t, ns, "both")
 	g := NewWithT(t)
 	g.Expect(twilioNumber(g, tw.SID).VoiceURL).To(Equal(otherInstall), "the install that routes the number keeps it")
+	g.Eventually(func(g Gomega) []string { return eventReasons(g, ns, "both") }, wait, tick).Should(ContainElement("LeftToOtherInstall"))
 }
 
 func TestTakeoversArePacedPerAccount(t *testing.T) {

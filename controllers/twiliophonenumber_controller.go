@@ -559,14 +559,13 @@ func (r *TwilioPhoneNumberReconciler) ensureRestored(ctx context.Context, s *num
 	if err := r.refresh(ctx, s); err != nil {
 		return r.twilioResult(obj, err)
 	}
+	// Another install took the number over from the same original (it never
+	// takes over from a marked URL) and restores it when it hands the number
+	// back: writing the original here would cut it off.
+	leftTo := ""
 	if live := s.live.Routing; live.TrunkSID == "" && live.VoiceApplicationSID == "" &&
 		otherInstallURL(live.VoiceURL, r.VoiceURL, append([]string{obj.Status.ConfiguredVoiceURL}, r.EarlierVoiceURLs...)) {
-		// Another install took the number over from the same original (it
-		// never takes over from a marked URL) and restores it when it hands
-		// the number back: writing the original here would cut it off.
-		r.event(obj, corev1.EventTypeWarning, "LeftToOtherInstall", "Restore",
-			"The number is routed by another install of the operator (%s), which holds the same original; it is left routed there, and this object forgets its copy (%s)",
-			live.VoiceURL, describeSaved(*saved))
+		leftTo = live.VoiceURL
 	} else if !matchesSaved(s.live.Routing, *saved) {
 		if err := r.updateRouting(ctx, s, true, restoreUpdate(*saved, s.live.Routing)); err != nil {
 			return r.twilioResult(obj, err)
@@ -580,6 +579,14 @@ func (r *TwilioPhoneNumberReconciler) ensureRestored(ctx context.Context, s *num
 		return ctrl.Result{}, err
 	}
 	obj.Status.ConfiguredVoiceURL = ""
+	if leftTo != "" {
+		setCondition(&obj.Status.Conditions, obj.Generation, twiliov1.ConditionReady, metav1.ConditionTrue, twiliov1.ReasonRoutingDisabled,
+			"Voice routing is Disabled; another install of the operator routes the number ("+leftTo+") and restores its original when it hands it back")
+		r.event(obj, corev1.EventTypeWarning, "LeftToOtherInstall", "Restore",
+			"The number is routed by another install of the operator (%s), which took it over from the same original (%s) and restores it; it was left routed there",
+			leftTo, describeSaved(*saved))
+		return r.twilioResult(obj, nil)
+	}
 	setCondition(&obj.Status.Conditions, obj.Generation, twiliov1.ConditionReady, metav1.ConditionTrue, twiliov1.ReasonRoutingDisabled,
 		"Voice routing is Disabled; the original routing is back in place ("+describeSaved(*saved)+")")
 	r.event(obj, corev1.EventTypeNormal, "Restored", "Restore", "Original voice routing restored (%s)", describeSaved(*saved))
