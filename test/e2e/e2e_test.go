@@ -97,7 +97,7 @@ func TestEndToEnd(t *testing.T) {
 	// The plugin, found by kubectl on PATH, lists the whole Twilio account.
 	numbers := kubectl(t, env, "twilio", "numbers", "acme")
 	g.Expect(numbers).To(MatchRegexp(`\+14155550100\s+Support line\s+` + regexp.QuoteMeta(env.VoiceURL) + `\s+default/support-line\s+Configured\s+` + devenv.OriginalURL))
-	g.Expect(numbers).To(MatchRegexp(`\+14155550101\s+Sales line\s+\S+\s+default/sales-line\s+\(none\)`))
+	g.Expect(numbers).To(MatchRegexp(`\+14155550101\s+Sales line\s+\S+\s+default/sales-line\s+Configured\s+\(none\)`))
 	g.Expect(numbers).To(ContainSubstring("3 numbers in Twilio account " + devenv.AccountSID + ", 3 managed by a TwilioPhoneNumber"))
 
 	// Twilio now sends every number's calls to the webhook server.
@@ -156,8 +156,11 @@ spec:
 		g.Expect(stats.Digits).To(Equal("7"))
 	}, 10*time.Second, 50*time.Millisecond).Should(Succeed())
 
-	// Deleting hands every number back exactly.
-	kubectl(t, env, "delete", "twiliophonenumbers", "--all", "--wait", "--timeout=60s")
+	// Deleting the whole bundle (the Secret first, as the file lists it) hands
+	// every number back exactly: the account and its Secret outlive them.
+	kubectl(t, env, "delete", "-f", samples, "--wait", "--timeout=90s")
+	g.Expect(kubectl(t, env, "get", "secrets,twilioaccounts,twiliophonenumbers", "-o", "name")).
+		NotTo(Or(ContainSubstring("acme"), ContainSubstring("twiliophonenumber")), "everything in the bundle is gone")
 	support := twilioNumber(g, env, "+14155550100")
 	g.Expect([]string{support.VoiceURL, support.VoiceMethod}).To(Equal([]string{devenv.OriginalURL, "GET"}))
 	g.Expect(twilioNumber(g, env, "+14155550101").VoiceURL).To(BeEmpty())
