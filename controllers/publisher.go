@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"path"
@@ -230,31 +231,54 @@ func (s sharedNamespaces) match(ns string) bool {
 // GuardKeySecretKey is the key of the guard key in its Secret.
 const GuardKeySecretKey = "key"
 
+// StreamTokenSecretKey is the key of the stream-token keys in their Secret
+// (the webhook server's --stream-token-secret reads it).
+const StreamTokenSecretKey = "key"
+
 // LoadOrCreateGuardKey returns the operator's guard key from the Secret at
 // key, creating the Secret with a new random key when it does not exist. The
 // key must outlive the manager: an annotation signed under a lost key proves
 // nothing, so after a loss the annotations are rebuilt from status.
 func LoadOrCreateGuardKey(ctx context.Context, c client.Client, key types.NamespacedName) ([]byte, error) {
+	return loadOrCreateKey(ctx, c, key, GuardKeySecretKey, func(k []byte) []byte { return k })
+}
+
+// EnsureStreamTokenSecret creates the webhook server's stream-token Secret at
+// key when it does not exist: one text key of 64 base64 characters (the
+// format the webhook server reads, one key per line). An existing Secret is
+// never changed, so a rotation (README) is the owner's, and the key survives
+// every render of the chart and every restart.
+func EnsureStreamTokenSecret(ctx context.Context, c client.Client, key types.NamespacedName) error {
+	_, err := loadOrCreateKey(ctx, c, key, StreamTokenSecretKey, func(k []byte) []byte {
+		return []byte(base64.StdEncoding.EncodeToString(k))
+	})
+	return err
+}
+
+// loadOrCreateKey returns dataKey of the Secret at key, creating the Secret
+// from 48 random bytes (shaped by encode) when it does not exist.
+func loadOrCreateKey(ctx context.Context, c client.Client, key types.NamespacedName, dataKey string, encode func([]byte) []byte) ([]byte, error) {
 	for range 2 {
 		s := &corev1.Secret{}
 		err := c.Get(ctx, key, s)
 		if err == nil {
-			if k := s.Data[GuardKeySecretKey]; len(k) >= 32 {
+			if k := s.Data[dataKey]; len(k) >= 32 {
 				return k, nil
 			}
-			return nil, fmt.Errorf("secret %s: key %q must hold at least 32 bytes", key, GuardKeySecretKey)
+			return nil, fmt.Errorf("secret %s: key %q must hold at least 32 bytes", key, dataKey)
 		}
 		if !apierrors.IsNotFound(err) {
 			return nil, fmt.Errorf("get Secret %s: %w", key, err)
 		}
-		k := make([]byte, 32)
-		if _, err := rand.Read(k); err != nil {
+		raw := make([]byte, 48)
+		if _, err := rand.Read(raw); err != nil {
 			return nil, err
 		}
+		k := encode(raw)
 		s = &corev1.Secret{
 			ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name,
 				Labels: map[string]string{"app.kubernetes.io/managed-by": "twilio-voice-operator"}},
-			Data: map[string][]byte{GuardKeySecretKey: k},
+			Data: map[string][]byte{dataKey: k},
 		}
 		err = c.Create(ctx, s)
 		if err == nil {

@@ -235,3 +235,19 @@ func sortTimes(ts []time.Time) {
 		}
 	}
 }
+
+func TestStreamTokenSecretCreatedOnceAndKept(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	key := client.ObjectKey{Namespace: ns, Name: "stream-token"}
+	g.Expect(EnsureStreamTokenSecret(ctx, k8s, key)).To(Succeed())
+	s := &corev1.Secret{}
+	g.Expect(k8s.Get(ctx, key, s)).To(Succeed())
+	first := string(s.Data[StreamTokenSecretKey])
+	g.Expect(first).To(MatchRegexp(`^[A-Za-z0-9+/]{64}$`), "one text key of 64 base64 characters")
+
+	g.Expect(EnsureStreamTokenSecret(ctx, k8s, key)).To(Succeed())
+	g.Expect(k8s.Get(ctx, key, s)).To(Succeed())
+	g.Expect(string(s.Data[StreamTokenSecretKey])).To(Equal(first), "an existing key is never replaced")
+}

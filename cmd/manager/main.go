@@ -61,6 +61,7 @@ type config struct {
 	agentPolicy          *egress.Policy
 	previousPublicURLs   []string
 	guardKeySecret       types.NamespacedName
+	streamTokenSecret    types.NamespacedName
 	installID            string
 	preflight            bool
 	takeoverBurst        int
@@ -84,11 +85,12 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz probes.")
 	fs.BoolVar(&c.leaderElect, "leader-elect", false, "Elect a leader so that only one replica reconciles (enable with more than one replica).")
 	fs.StringVar(&c.leaderElectionNS, "leader-election-namespace", "", "Namespace of the leader election Lease (default: the pod's namespace).")
-	var apiURLs, sharing, credentials, guardKey, agentAllowed, previous string
+	var apiURLs, sharing, credentials, guardKey, agentAllowed, previous, streamToken string
 	var allowLoopbackAgents bool
 	fs.StringVar(&apiURLs, "allowed-api-urls", "", "Comma-separated origins (scheme://host[:port]; without a port, any port) that a TwilioAccount's spec.apiURL may name besides Twilio's own https://*.twilio.com hosts. The account's credentials are sent there.")
 	fs.StringVar(&sharing, "account-sid-sharing-namespaces", "", "Comma-separated namespaces (names or patterns such as team-* or *) whose TwilioAccounts may use the same account SID. Elsewhere the oldest verified TwilioAccount owns a SID and the others are Ready=False Conflict.")
 	fs.StringVar(&credentials, "webhook-credentials-secret", "", "namespace/name of the Secret where the manager publishes the verified accounts' auth tokens for the webhook server (default: <pod namespace>/twilio-voice-operator-webhook-credentials).")
+	fs.StringVar(&streamToken, "stream-token-secret", "", "namespace/name of the webhook server's stream-token Secret, created with a random key when missing and never changed after (the chart passes it unless webhookServer.streamToken.existingSecret is set); empty leaves it alone.")
 	fs.StringVar(&guardKey, "guard-key-secret", "", "namespace/name of the Secret holding the key that signs the saved-routing annotation; created when missing (default: <pod namespace>/twilio-voice-operator-guard-key).")
 	fs.StringVar(&agentAllowed, "agent-allowed-destinations", "", "The webhook server's flag of that name: a number whose spec.agent.url the policy refuses is reported (Ready=False AgentNotAllowed) and not taken over. Keep both the same.")
 	fs.BoolVar(&allowLoopbackAgents, "allow-loopback-agents", false, "The webhook server's flag of that name (local demos only).")
@@ -157,6 +159,11 @@ func parseFlags(args []string) (config, error) {
 	c.credentialsSecret, err1 = secretRef("--webhook-credentials-secret", credentials, "twilio-voice-operator-webhook-credentials")
 	c.guardKeySecret, err2 = secretRef("--guard-key-secret", guardKey, "twilio-voice-operator-guard-key")
 	errs = append(errs, err1, err2)
+	if streamToken != "" {
+		ref, err := secretRef("--stream-token-secret", streamToken, "")
+		errs = append(errs, err)
+		c.streamTokenSecret = ref
+	}
 	return c, errors.Join(errs...)
 }
 
@@ -239,6 +246,11 @@ func run(cfg config) error {
 	direct, err := client.New(restCfg, client.Options{Scheme: scheme})
 	if err != nil {
 		return fmt.Errorf("create client: %w", err)
+	}
+	if cfg.streamTokenSecret.Name != "" {
+		if err := controllers.EnsureStreamTokenSecret(ctx, direct, cfg.streamTokenSecret); err != nil {
+			return fmt.Errorf("stream-token secret: %w", err)
+		}
 	}
 	guardKey, err := controllers.LoadOrCreateGuardKey(ctx, direct, cfg.guardKeySecret)
 	if err != nil {
