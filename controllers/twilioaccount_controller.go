@@ -54,6 +54,11 @@ func (r *TwilioAccountReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		defer r.Publisher.Trigger()
 	}
 	acct.Status.ObservedGeneration = acct.Generation
+	var waiting *metav1.Condition
+	if c := meta.FindStatusCondition(acct.Status.Conditions, twiliov1.ConditionNumbersHandedBack); c != nil && c.Status == metav1.ConditionFalse {
+		waiting = c
+	}
+	setKstatus(&acct.Status.Conditions, acct.Generation, func(ready *metav1.Condition) bool { return stalledAccountReasons[ready.Reason] }, waiting)
 	if !equality.Semantic.DeepEqual(base.Status, acct.Status) {
 		if perr := r.Status().Patch(ctx, acct, client.MergeFrom(base)); perr != nil && !apierrors.IsNotFound(perr) {
 			return ctrl.Result{}, fmt.Errorf("patch status of %s: %w", req.NamespacedName, perr)

@@ -79,6 +79,9 @@ type numberScope struct {
 	fresh bool
 	// prevReady is the Ready condition as the reconcile found it.
 	prevReady *metav1.Condition
+	// accountStalled is set when the account the number waits for needs a
+	// human (its own Stalled): the number is then Stalled too.
+	accountStalled bool
 }
 
 // +kubebuilder:rbac:groups=twilio.loquent.io,resources=twiliophonenumbers,verbs=get;list;watch;update;patch
@@ -280,7 +283,11 @@ func (r *TwilioPhoneNumberReconciler) connect(ctx context.Context, s *numberScop
 		return false, fmt.Errorf("get TwilioAccount: %w", err)
 	}
 	if !isConditionReason(acct.Status.Conditions, twiliov1.ConditionReady, metav1.ConditionTrue, twiliov1.ReasonVerified) {
-		return notReady("is not Ready; see its conditions")
+		s.accountStalled = accountStalled(&acct)
+		if c := meta.FindStatusCondition(acct.Status.Conditions, twiliov1.ConditionReady); c != nil {
+			return notReady(fmt.Sprintf("is not Ready (%s): %s", c.Reason, c.Message))
+		}
+		return notReady("is not verified yet")
 	}
 	conn, err := r.Connector.Connect(ctx, &acct)
 	if err != nil {
@@ -599,6 +606,10 @@ func (r *TwilioPhoneNumberReconciler) ensureRestored(ctx context.Context, s *num
 func (r *TwilioPhoneNumberReconciler) patchStatus(ctx context.Context, s *numberScope) error {
 	s.obj.Status.ObservedGeneration = s.obj.Generation
 	s.obj.Status.SavedRouting, s.obj.Status.PreviousVoiceURL = s.base.Status.SavedRouting, s.base.Status.PreviousVoiceURL
+	setKstatus(&s.obj.Status.Conditions, s.obj.Generation, func(ready *metav1.Condition) bool {
+		waitsForAccount := ready.Reason == twiliov1.ReasonAccountNotReady || ready.Reason == twiliov1.ReasonRestoreBlocked
+		return stalledNumberReasons[ready.Reason] || (waitsForAccount && s.accountStalled)
+	}, nil)
 	if equality.Semantic.DeepEqual(s.base.Status, s.obj.Status) {
 		return nil
 	}

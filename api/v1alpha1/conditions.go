@@ -9,6 +9,16 @@ const (
 	ConditionReady = "Ready"
 	// ConditionSynced is True when the last exchange with Twilio succeeded.
 	ConditionSynced = "Synced"
+	// ConditionReconciling (kstatus, abnormal-true) is True while the operator
+	// is still working towards the desired state: waiting for an account,
+	// applying a change, retrying Twilio. kubectl wait, Flux and kpt read the
+	// object as InProgress.
+	ConditionReconciling = "Reconciling"
+	// ConditionStalled (kstatus, abnormal-true) is True when the operator
+	// cannot make progress without a human: a Conflict, a number missing from
+	// the account, refused credentials… Its reason is the Ready (or Synced)
+	// reason. kubectl wait, Flux and kpt read the object as Failed.
+	ConditionStalled = "Stalled"
 	// ConditionNumbersHandedBack on a TwilioAccount being deleted is False
 	// while some of its TwilioPhoneNumbers still hold saved originals; the
 	// account (and its credentials Secret) stay until they are handed back.

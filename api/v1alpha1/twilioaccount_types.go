@@ -111,7 +111,10 @@ type TwilioAccount struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
-	Spec   TwilioAccountSpec   `json:"spec"`
+	Spec TwilioAccountSpec `json:"spec"`
+	// Status defaults to observedGeneration 0, so that an object the
+	// operator has not seen yet reads as in progress (kstatus), not Current.
+	// +kubebuilder:default={observedGeneration: 0}
 	Status TwilioAccountStatus `json:"status,omitempty"`
 }
 

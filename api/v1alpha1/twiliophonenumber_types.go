@@ -219,7 +219,10 @@ type TwilioPhoneNumber struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
-	Spec   TwilioPhoneNumberSpec   `json:"spec"`
+	Spec TwilioPhoneNumberSpec `json:"spec"`
+	// Status defaults to observedGeneration 0, so that an object the
+	// operator has not seen yet reads as in progress (kstatus), not Current.
+	// +kubebuilder:default={observedGeneration: 0}
 	Status TwilioPhoneNumberStatus `json:"status,omitempty"`
 }
 
