@@ -292,6 +292,9 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 			return fmt.Errorf("add credentials publisher: %w", err)
 		}
 	}
+	if err := mgr.Add(&numberStates{reader: mgr.GetClient(), interval: 30 * time.Second}); err != nil {
+		return fmt.Errorf("add the twilio_numbers metric: %w", err)
+	}
 	numberOpts := o.Controller
 	numberOpts.MaxConcurrentReconciles = o.ConcurrentReconciles
 	if err := (&TwilioPhoneNumberReconciler{
