@@ -254,6 +254,7 @@ func (r *TwilioPhoneNumberReconciler) patchSavedStatus(ctx context.Context, s *n
 		cp := *saved
 		obj.Status.SavedRouting, obj.Status.PreviousVoiceURL = &cp, ptr(cp.VoiceURL)
 	}
+	obj.Status.Original = originalSummary(obj.Status.SavedRouting)
 	obj.Status.ObservedGeneration = obj.Generation
 	if equality.Semantic.DeepEqual(s.base.Status, obj.Status) {
 		return nil

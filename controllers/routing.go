@@ -176,6 +176,22 @@ func describe(r twilio.Routing) string {
 	}
 }
 
+// originalSummary is status.original: the saved original as kubectl get
+// shows it, "" when nothing is saved (not configured).
+func originalSummary(s *twiliov1.SavedRouting) string {
+	switch {
+	case s == nil:
+		return ""
+	case s.VoiceApplicationSID != "":
+		return "(application " + s.VoiceApplicationSID + ")"
+	case s.TrunkSID != "":
+		return "(trunk " + s.TrunkSID + ")"
+	case s.VoiceURL == "":
+		return "(none)"
+	}
+	return s.VoiceURL
+}
+
 func describeSaved(s twiliov1.SavedRouting) string {
 	return describe(twilio.Routing{VoiceURL: s.VoiceURL, VoiceApplicationSID: s.VoiceApplicationSID, TrunkSID: s.TrunkSID})
 }

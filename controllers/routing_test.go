@@ -178,3 +178,20 @@ func TestSetConditionReportsChanges(t *testing.T) {
 		t.Error("status change not reported")
 	}
 }
+
+func TestOriginalSummaryTellsTheStatesApart(t *testing.T) {
+	for _, tt := range []struct {
+		saved *twiliov1.SavedRouting
+		want  string
+	}{
+		{nil, ""},
+		{&twiliov1.SavedRouting{}, "(none)"},
+		{&twiliov1.SavedRouting{VoiceURL: "https://old/voice"}, "https://old/voice"},
+		{&twiliov1.SavedRouting{VoiceApplicationSID: "AP1", VoiceURL: "https://ignored"}, "(application AP1)"},
+		{&twiliov1.SavedRouting{TrunkSID: "TK1"}, "(trunk TK1)"},
+	} {
+		if got := originalSummary(tt.saved); got != tt.want {
+			t.Errorf("originalSummary(%+v) = %q, want %q", tt.saved, got, tt.want)
+		}
+	}
+}

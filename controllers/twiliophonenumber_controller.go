@@ -606,6 +606,7 @@ func (r *TwilioPhoneNumberReconciler) ensureRestored(ctx context.Context, s *num
 func (r *TwilioPhoneNumberReconciler) patchStatus(ctx context.Context, s *numberScope) error {
 	s.obj.Status.ObservedGeneration = s.obj.Generation
 	s.obj.Status.SavedRouting, s.obj.Status.PreviousVoiceURL = s.base.Status.SavedRouting, s.base.Status.PreviousVoiceURL
+	s.obj.Status.Original = originalSummary(s.obj.Status.SavedRouting)
 	setKstatus(&s.obj.Status.Conditions, s.obj.Generation, func(ready *metav1.Condition) bool {
 		waitsForAccount := ready.Reason == twiliov1.ReasonAccountNotReady || ready.Reason == twiliov1.ReasonRestoreBlocked
 		return stalledNumberReasons[ready.Reason] || (waitsForAccount && s.accountStalled)

@@ -58,6 +58,8 @@ func TestConfigureNumberWithoutURLRestoresEmpty(t *testing.T) {
 
 	n := waitReady(t, ns, "blank", metav1.ConditionTrue, twiliov1.ReasonConfigured)
 	g.Expect(n.Status.PreviousVoiceURL).To(Equal(ptrTo("")), "three-state field: present and empty")
+	g.Eventually(func(g Gomega) string { return getNumber(g, ns, "blank").Status.Original }, wait, tick).
+		Should(Equal("(none)"), "kubectl get's PREVIOUS URL tells configured-without-URL from not configured")
 
 	// The empty string survives the JSON round trip through the API server as present-and-empty.
 	raw := &unstructured.Unstructured{}
@@ -70,6 +72,7 @@ func TestConfigureNumberWithoutURLRestoresEmpty(t *testing.T) {
 	setRouting(t, ns, "blank", twiliov1.VoiceRoutingDisabled)
 	n = waitReady(t, ns, "blank", metav1.ConditionTrue, twiliov1.ReasonRoutingDisabled)
 	g.Expect(n.Status.PreviousVoiceURL).To(BeNil())
+	g.Expect(n.Status.Original).To(BeEmpty(), "not configured any more")
 	g.Expect(twilioNumber(g, tw.SID).VoiceURL).To(BeEmpty())
 	updates := succeeded(twilioRequests("UpdateNumber", tw.SID))
 	g.Expect(updates).To(HaveLen(2))
@@ -420,7 +423,13 @@ func TestSchemaRefusesInvalidObjects(t *testing.T) {
 			n := valid()
 			n.Spec.Agent = &twiliov1.AgentSpec{URL: "http://agent/media"}
 			return n
-		}(), "spec.agent.url"},
+		}(), `spec.agent.url: Invalid value: "http://agent/media": must be a ws:// or wss:// URL such as wss://agent.example.com/media: a host, then an optional path and query string, without spaces or a #fragment`},
+		{"agent URL with a fragment", func() client.Object {
+			n := valid()
+			n.Spec.Agent = &twiliov1.AgentSpec{URL: "wss://agent.example.com/media#x"}
+			return n
+		}(), "without spaces or a #fragment"},
+		{"unquoted phone number", unquotedNumber(ns), `phoneNumber must be a quoted string such as "+14155550100": unquoted, YAML reads it as the integer 14155550100 and drops the plus sign`},
 		{"bad account SID", &twiliov1.TwilioAccount{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: "bad-"},
 			Spec:       twiliov1.TwilioAccountSpec{AccountSID: "AC123", CredentialsSecretRef: twiliov1.SecretReference{Name: "s"}},
@@ -454,6 +463,14 @@ func TestSchemaRefusesInvalidObjects(t *testing.T) {
 			if f := statusErr.ErrStatus.Details.Causes[0].Field; f != "spec.phoneNumber" {
 				t.Errorf("cause field = %q, want spec.phoneNumber", f)
 			}
+		}
+	})
+
+	t.Run("agent URL with a query string", func(t *testing.T) {
+		n := valid()
+		n.Spec.Agent = &twiliov1.AgentSpec{URL: "wss://agent.example.com/media?tenant=acme&lang=en"}
+		if err := k8s.Create(ctx, n); err != nil {
+			t.Fatalf("a query string is allowed: %v", err)
 		}
 	})
 
@@ -507,4 +524,15 @@ func TestTerminalErrorWaitsForAChange(t *testing.T) {
 	g.Expect(twilioNumber(g, tw.SID).VoiceURL).To(Equal(testVoiceURL))
 	g.Expect(getNumber(g, ns, "n").Status.PreviousVoiceURL).To(Equal(ptrTo(originalURL)),
 		"the original saved before the first refused write is kept; the console edit is drift")
+}
+
+// unquotedNumber is a TwilioPhoneNumber as YAML reads phoneNumber: +14155550100
+// without quotes: an integer.
+func unquotedNumber(ns string) client.Object {
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": twiliov1.GroupVersion.String(), "kind": "TwilioPhoneNumber",
+		"metadata": map[string]any{"namespace": ns, "generateName": "bad-"},
+		"spec":     map[string]any{"accountRef": map[string]any{"name": "main"}, "phoneNumber": int64(14155550100)},
+	}}
+	return u
 }

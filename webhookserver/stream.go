@@ -464,5 +464,8 @@ func redactURL(raw string) string {
 	if err != nil {
 		return "<invalid URL>"
 	}
+	if u.RawQuery != "" {
+		u.RawQuery = "redacted" // an agent URL's query may carry a key
+	}
 	return u.Redacted()
 }

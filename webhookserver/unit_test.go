@@ -299,3 +299,15 @@ func TestParseFlags(t *testing.T) {
 		g.Expect(errors.Is(err, flag.ErrHelp)).To(BeTrue())
 	})
 }
+
+func TestRedactURLHidesSecretsOfAgentURLs(t *testing.T) {
+	for raw, want := range map[string]string{
+		"wss://agent.example.com/media":                      "wss://agent.example.com/media",
+		"wss://agent.example.com/media?key=s3cr3t&lang=en":   "wss://agent.example.com/media?redacted",
+		"wss://user:pass@agent.example.com/media?key=s3cr3t": "wss://user:xxxxx@agent.example.com/media?redacted",
+	} {
+		if got := redactURL(raw); got != want {
+			t.Errorf("redactURL(%q) = %q, want %q", raw, got, want)
+		}
+	}
+}

@@ -106,6 +106,7 @@ type TwilioAccountStatus struct {
 // +kubebuilder:printcolumn:name="NUMBERS",type=integer,JSONPath=`.status.numbersInAccount`
 // +kubebuilder:printcolumn:name="MANAGED",type=integer,JSONPath=`.status.numbersManaged`
 // +kubebuilder:printcolumn:name="READY",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="REASON",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
 // +kubebuilder:printcolumn:name="AGE",type=date,JSONPath=`.metadata.creationTimestamp`
 type TwilioAccount struct {
 	metav1.TypeMeta   `json:",inline"`

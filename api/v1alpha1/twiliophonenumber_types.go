@@ -35,8 +35,10 @@ type LocalObjectReference struct {
 
 // AgentSpec says where the webhook server sends a call's media stream.
 type AgentSpec struct {
-	// URL of the agent's WebSocket endpoint; it speaks Twilio's Media Streams protocol.
-	// +kubebuilder:validation:Pattern=`^wss?://[^/?#]+(/[^?#]*)?$`
+	// URL of the agent's WebSocket endpoint; it speaks Twilio's Media Streams
+	// protocol. A query string is allowed (and kept), a fragment is not.
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule="self.matches('^wss?://[^/?# ]+([/?][^# ]*)?$')",message="must be a ws:// or wss:// URL such as wss://agent.example.com/media: a host, then an optional path and query string, without spaces or a #fragment"
 	URL string `json:"url"`
 }
 
@@ -106,9 +108,13 @@ type TwilioPhoneNumberSpec struct {
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="accountRef is immutable; delete this TwilioPhoneNumber (its original routing is restored) and create one that names the other account"
 	AccountRef LocalObjectReference `json:"accountRef"`
 
-	// PhoneNumber in E.164 form, for example +14155550100. Immutable.
-	// +kubebuilder:validation:MaxLength=64
-	// +kubebuilder:validation:XValidation:rule="self.matches('^[+][1-9][0-9]{1,14}$')",message="phoneNumber must be in E.164 form: a plus sign, the country code and the number, digits only, at most 15 digits (for example +14155550100)"
+	// PhoneNumber in E.164 form, for example +14155550100, quoted in YAML.
+	// Immutable. The schema takes an integer too, only to refuse it with a
+	// message that says to quote it (YAML reads +14155550100 unquoted as a
+	// number and drops the plus sign).
+	// +kubebuilder:validation:XIntOrString
+	// +kubebuilder:validation:Type=""
+	// +kubebuilder:validation:XValidation:rule="type(self) == string && self.matches('^[+][1-9][0-9]{1,14}$')",messageExpression="type(self) != string ? 'phoneNumber must be a quoted string such as \"+14155550100\": unquoted, YAML reads it as the integer ' + string(self) + ' and drops the plus sign' : 'phoneNumber must be in E.164 form: a plus sign, the country code and the number, digits only, at most 15 digits (for example +14155550100)'"
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="phoneNumber is immutable; create a new TwilioPhoneNumber for another number"
 	PhoneNumber string `json:"phoneNumber"`
 
@@ -190,6 +196,11 @@ type TwilioPhoneNumberStatus struct {
 	// "https://…" = configured, this original saved for restore.
 	// +optional
 	PreviousVoiceURL *string `json:"previousVoiceURL,omitempty"`
+	// Original is the saved original as kubectl get shows it (PREVIOUS URL):
+	// the Voice URL, "(none)" when Twilio had none, "(application AP…)" or
+	// "(trunk TK…)"; absent when the operator saved nothing (not configured).
+	// +optional
+	Original string `json:"original,omitempty"`
 	// SavedRouting is the full original routing, present exactly when PreviousVoiceURL is.
 	// +optional
 	SavedRouting *SavedRouting `json:"savedRouting,omitempty"`
@@ -211,9 +222,9 @@ type TwilioPhoneNumberStatus struct {
 // +kubebuilder:printcolumn:name="NUMBER",type=string,JSONPath=`.spec.phoneNumber`
 // +kubebuilder:printcolumn:name="FRIENDLY NAME",type=string,JSONPath=`.status.friendlyName`
 // +kubebuilder:printcolumn:name="ROUTING",type=string,JSONPath=`.spec.voiceRouting`
-// +kubebuilder:printcolumn:name="PREVIOUS URL",type=string,JSONPath=`.status.previousVoiceURL`
+// +kubebuilder:printcolumn:name="PREVIOUS URL",type=string,JSONPath=`.status.original`
 // +kubebuilder:printcolumn:name="READY",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
-// +kubebuilder:printcolumn:name="REASON",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
+// +kubebuilder:printcolumn:name="REASON",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
 // +kubebuilder:printcolumn:name="AGE",type=date,JSONPath=`.metadata.creationTimestamp`
 type TwilioPhoneNumber struct {
 	metav1.TypeMeta   `json:",inline"`

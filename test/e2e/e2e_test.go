@@ -91,8 +91,9 @@ func TestEndToEnd(t *testing.T) {
 	// kubectl get is the seed's imported-numbers table.
 	table := kubectl(t, env, "get", "twiliophonenumbers")
 	header := strings.Fields(strings.SplitN(table, "\n", 2)[0])
-	g.Expect(strings.Join(header, " ")).To(Equal("NAME NUMBER FRIENDLY NAME ROUTING PREVIOUS URL READY AGE"))
-	g.Expect(table).To(MatchRegexp(`support-line\s+\+14155550100\s+Support line\s+Enabled\s+` + devenv.OriginalURL + `\s+True`))
+	g.Expect(strings.Join(header, " ")).To(Equal("NAME NUMBER FRIENDLY NAME ROUTING PREVIOUS URL READY REASON AGE"))
+	g.Expect(table).To(MatchRegexp(`support-line\s+\+14155550100\s+Support line\s+Enabled\s+` + devenv.OriginalURL + `\s+True\s+Configured`))
+	g.Expect(table).To(MatchRegexp(`sales-line\s+\+14155550101\s+Sales line\s+Enabled\s+\(none\)\s+True\s+Configured`), "configured without a URL is not blank")
 
 	// The plugin, found by kubectl on PATH, lists the whole Twilio account.
 	numbers := kubectl(t, env, "twilio", "numbers", "acme")
