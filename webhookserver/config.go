@@ -68,12 +68,13 @@ func ParseFlags(args []string) (Config, error) {
 // parseFlags is ParseFlags with the usage and parse errors written to out.
 func parseFlags(out io.Writer, args []string) (Config, error) {
 	var c Config
-	var allowHTTP bool
+	var allowHTTP, allowReserved bool
 	var namespaces, tokenSecret, agentAllowed, credentialsSecret string
 	fs := flag.NewFlagSet("webhookserver", flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.StringVar(&c.PublicURL, "public-url", "", "Public base URL through which Twilio reaches this server, https://host (required). Signatures are checked over it; TwiML points at <public-url>/twilio/recording and wss://host/twilio/stream/{AccountSid}.")
 	fs.BoolVar(&allowHTTP, "allow-http-public-url", false, "Accept an http:// public URL (local demos only; Twilio requires https and wss).")
+	fs.BoolVar(&allowReserved, "allow-reserved-public-url", false, "Accept a public URL on a reserved example host (example.com, .test, .invalid…), which no one serves; tests only. Without it such a placeholder is refused.")
 	fs.StringVar(&c.ListenAddress, "listen-address", ":8080", "Address of the Twilio webhook and media stream listener.")
 	fs.StringVar(&c.MetricsAddress, "metrics-bind-address", ":9090", "Address of the Prometheus /metrics endpoint; \"0\" disables it.")
 	fs.StringVar(&c.ProbeAddress, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz probes; \"0\" disables them.")
@@ -97,6 +98,9 @@ func parseFlags(out io.Writer, args []string) (Config, error) {
 
 	var errs []error
 	u, err := publicurl.Parse(c.PublicURL, allowHTTP)
+	if err == nil && !allowReserved {
+		err = publicurl.CheckNotReserved(u)
+	}
 	if err != nil {
 		errs = append(errs, fmt.Errorf("--public-url %w", err))
 	}

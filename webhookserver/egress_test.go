@@ -128,7 +128,7 @@ func TestAgentProxyChecksTheAgent(t *testing.T) {
 // config and the part of the error about the agent egress flags: other
 // flags' problems are not this test's business.
 func agentEgressFlags(args ...string) (Config, string) {
-	c, err := parseFlags(io.Discard, append([]string{"--public-url=https://voice.example.com", "--stream-token-key-file=/etc/key", "--credentials-secret=ops/creds"}, args...))
+	c, err := parseFlags(io.Discard, append([]string{"--public-url=https://voice.acme-corp.io", "--stream-token-key-file=/etc/key", "--credentials-secret=ops/creds"}, args...))
 	if err == nil {
 		return c, ""
 	}

@@ -236,12 +236,12 @@ func TestIsMediaFrame(t *testing.T) {
 }
 
 func TestParseFlags(t *testing.T) {
-	base := []string{"--public-url=https://voice.example.com", "--stream-token-key-file=/etc/key", "--credentials-secret=ops/creds"}
+	base := []string{"--public-url=https://voice.acme-corp.io", "--stream-token-key-file=/etc/key", "--credentials-secret=ops/creds"}
 	t.Run("defaults", func(t *testing.T) {
 		g := NewWithT(t)
 		c, err := parseFlags(io.Discard, base)
 		g.Expect(err).NotTo(HaveOccurred())
-		g.Expect(c.PublicURL).To(Equal("https://voice.example.com"))
+		g.Expect(c.PublicURL).To(Equal("https://voice.acme-corp.io"))
 		g.Expect(c.ListenAddress).To(Equal(":8080"))
 		g.Expect(c.ShutdownGracePeriod).To(Equal(30 * time.Second))
 		g.Expect(c.StreamTokenTTL).To(Equal(5 * time.Minute))
@@ -268,6 +268,7 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"--stream-token-key-file=/k"}, "--public-url"},
 		{[]string{"--public-url=http://x", "--stream-token-key-file=/k"}, "--public-url"},
 		{[]string{"--public-url=https://x/path", "--stream-token-key-file=/k"}, "--public-url"},
+		{[]string{"--public-url=https://voice.example.com", "--stream-token-key-file=/k", "--credentials-secret=ops/creds"}, "--public-url \"https://voice.example.com\" is a reserved example host"},
 		{[]string{"--public-url=https://x"}, "--stream-token-secret"},
 		{append(base, "--stream-token-secret=a/b"), "--stream-token-key-file"},
 		{[]string{"--public-url=https://x", "--stream-token-secret=noslash"}, "--stream-token-secret"},
@@ -288,6 +289,12 @@ func TestParseFlags(t *testing.T) {
 			g.Expect(err).To(MatchError(ContainSubstring(b.flag)))
 		})
 	}
+	t.Run("a reserved host for a test", func(t *testing.T) {
+		g := NewWithT(t)
+		c, err := parseFlags(io.Discard, []string{"--public-url=https://voice.example.test", "--allow-reserved-public-url", "--stream-token-key-file=/k", "--credentials-secret=ops/creds"})
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(c.PublicURL).To(Equal("https://voice.example.test"))
+	})
 	t.Run("unknown flag", func(t *testing.T) {
 		g := NewWithT(t)
 		_, err := parseFlags(io.Discard, append(base, "--nope"))

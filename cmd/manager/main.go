@@ -72,10 +72,11 @@ type config struct {
 // parseFlags parses and validates args; errors name the offending flag.
 func parseFlags(args []string) (config, error) {
 	var c config
-	var allowHTTP bool
+	var allowHTTP, allowReserved bool
 	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
 	fs.StringVar(&c.publicURL, "public-url", "", "Public base URL of the webhook server, https://host (required). Numbers are pointed at <public-url>/twilio/voice?tvo-install=<install-id>.")
 	fs.BoolVar(&allowHTTP, "allow-http-public-url", false, "Accept an http:// public URL (local demos only; Twilio requires https).")
+	fs.BoolVar(&allowReserved, "allow-reserved-public-url", false, "Accept a public URL on a reserved example host (example.com, .test, .invalid…), which no one serves; tests only. Without it such a placeholder is refused.")
 	fs.DurationVar(&c.pollInterval, "poll-interval", 5*time.Minute, "How often Twilio is re-read to detect out-of-band changes (jittered +0-20%). One list call per account per interval.")
 	fs.IntVar(&c.concurrentReconciles, "max-concurrent-reconciles", 16, "TwilioPhoneNumbers reconciled in parallel. Twilio calls are further capped per account by spec.maxConcurrentRequests.")
 	fs.IntVar(&c.twilioConcurrency, "twilio-max-concurrent-requests", 10, "In-flight Twilio REST calls per account, for TwilioAccounts that set no spec.maxConcurrentRequests (1-100). Twilio answers 429 above its per-account limit.")
@@ -105,6 +106,9 @@ func parseFlags(args []string) (config, error) {
 	}
 	var errs []error
 	u, err := publicurl.Parse(c.publicURL, allowHTTP)
+	if err == nil && !allowReserved {
+		err = publicurl.CheckNotReserved(u)
+	}
 	if err != nil {
 		errs = append(errs, fmt.Errorf("--public-url %w", err))
 	}

@@ -32,3 +32,26 @@ func Parse(raw string, allowHTTP bool) (string, error) {
 	}
 	return u.Scheme + "://" + u.Host, nil
 }
+
+// reservedSuffixes are names reserved for documentation and testing (RFC
+// 2606, RFC 6761): no one can serve them, so a public URL under one is a
+// placeholder someone forgot to replace.
+var reservedSuffixes = []string{"example.com", "example.net", "example.org", "example", "test", "invalid"}
+
+// CheckNotReserved refuses a public URL (as Parse returns it) whose host is
+// a reserved example name such as voice.example.com: pointing customers'
+// numbers there would send every call nowhere. Binaries call it unless
+// their --allow-reserved-public-url flag is set (tests, demos).
+func CheckNotReserved(publicURL string) error {
+	u, err := url.Parse(publicURL)
+	if err != nil {
+		return err
+	}
+	host := strings.TrimSuffix(strings.ToLower(u.Hostname()), ".")
+	for _, r := range reservedSuffixes {
+		if host == r || strings.HasSuffix(host, "."+r) {
+			return fmt.Errorf("%q is a reserved example host (%s), a placeholder no one serves: set it to your webhook ingress's https://host (in config/default: the PUBLIC_URL literal), or pass --allow-reserved-public-url for a test", publicURL, r)
+		}
+	}
+	return nil
+}

@@ -38,3 +38,16 @@ func TestParse(t *testing.T) {
 		}
 	}
 }
+
+func TestReservedHostsAreRefused(t *testing.T) {
+	for _, u := range []string{"https://voice.example.com", "https://EXAMPLE.ORG", "https://a.b.example.net.", "https://voice.test", "https://x.invalid", "https://app.example"} {
+		if err := CheckNotReserved(u); err == nil || !strings.Contains(err.Error(), "reserved example host") {
+			t.Errorf("CheckNotReserved(%q) = %v, want a refusal", u, err)
+		}
+	}
+	for _, u := range []string{"https://voice.your-company.com", "https://examples.com", "https://example.company.io", "http://127.0.0.1:8080", "https://testing.io"} {
+		if err := CheckNotReserved(u); err != nil {
+			t.Errorf("CheckNotReserved(%q) = %v, want nil", u, err)
+		}
+	}
+}
