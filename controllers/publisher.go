@@ -124,6 +124,11 @@ func (p *credentialsPublisher) publish(ctx context.Context, reread bool) error {
 	slices.SortFunc(out.Accounts, func(a, b credentials.Account) int {
 		return cmp.Compare(a.Namespace+"/"+a.Name, b.Namespace+"/"+b.Name)
 	})
+	headers, err := p.publishedAgentHeaders(ctx, out.Accounts)
+	if err != nil {
+		return err
+	}
+	out.AgentHeaders = headers
 	data, err := json.Marshal(out)
 	if err != nil {
 		return err

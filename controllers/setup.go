@@ -36,6 +36,9 @@ const (
 	IndexSecretRef = "spec.credentialsSecretRef.name"
 	// IndexAccountSID indexes TwilioAccounts by spec.accountSid (all namespaces).
 	IndexAccountSID = "spec.accountSid"
+	// IndexAgentHeadersSecret indexes TwilioPhoneNumbers by
+	// spec.agent.headersSecretRef.name.
+	IndexAgentHeadersSecret = "spec.agent.headersSecretRef.name"
 )
 
 // SetupIndexes registers the field indexes both reconcilers use.
@@ -48,6 +51,14 @@ func SetupIndexes(ctx context.Context, mgr ctrl.Manager) error {
 	}
 	if err := idx.IndexField(ctx, &twiliov1.TwilioPhoneNumber{}, IndexAccountRef, func(o client.Object) []string {
 		return []string{o.(*twiliov1.TwilioPhoneNumber).Spec.AccountRef.Name}
+	}); err != nil {
+		return err
+	}
+	if err := idx.IndexField(ctx, &twiliov1.TwilioPhoneNumber{}, IndexAgentHeadersSecret, func(o client.Object) []string {
+		if a := o.(*twiliov1.TwilioPhoneNumber).Spec.Agent; a != nil && a.HeadersSecretRef != nil {
+			return []string{a.HeadersSecretRef.Name}
+		}
+		return nil
 	}); err != nil {
 		return err
 	}
@@ -79,6 +90,8 @@ func (r *TwilioPhoneNumberReconciler) SetupWithManager(mgr ctrl.Manager, opts co
 		// A number waits for its account to become Ready.
 		Watches(&twiliov1.TwilioAccount{}, handler.EnqueueRequestsFromMapFunc(r.numbersOfAccount),
 			readyChanged()).
+		// A number waits for its agent headers Secret (and its label).
+		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.numbersOfHeadersSecret)).
 		WithOptions(opts).
 		Named("twiliophonenumber").
 		Complete(r)
@@ -96,6 +109,17 @@ func (r *TwilioPhoneNumberReconciler) numbersOfAccount(ctx context.Context, o cl
 	var list twiliov1.TwilioPhoneNumberList
 	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{IndexAccountRef: o.GetName()}); err != nil {
 		return nil
+	}
+	return requestsFor(list.Items, "")
+}
+
+func (r *TwilioPhoneNumberReconciler) numbersOfHeadersSecret(ctx context.Context, o client.Object) []reconcile.Request {
+	var list twiliov1.TwilioPhoneNumberList
+	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{IndexAgentHeadersSecret: o.GetName()}); err != nil {
+		return nil
+	}
+	if len(list.Items) > 0 && r.Publisher != nil {
+		r.Publisher.Trigger() // its headers may have changed
 	}
 	return requestsFor(list.Items, "")
 }
@@ -311,6 +335,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		PreflightClient:   o.PreflightClient,
 		TakeoverBurst:     o.TakeoverBurst,
 		TakeoverPerMinute: o.TakeoverPerMinute,
+		Publisher:         publisher,
 	}).SetupWithManager(mgr, numberOpts); err != nil {
 		return fmt.Errorf("set up TwilioPhoneNumber controller: %w", err)
 	}

@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	twiliov1 "github.com/loquent/twilio-voice-operator/api/v1alpha1"
+	"github.com/loquent/twilio-voice-operator/internal/credentials"
 	"github.com/loquent/twilio-voice-operator/internal/twiliosim"
 )
 
@@ -250,4 +251,51 @@ func TestStreamTokenSecretCreatedOnceAndKept(t *testing.T) {
 	g.Expect(EnsureStreamTokenSecret(ctx, k8s, key)).To(Succeed())
 	g.Expect(k8s.Get(ctx, key, s)).To(Succeed())
 	g.Expect(string(s.Data[StreamTokenSecretKey])).To(Equal(first), "an existing key is never replaced")
+}
+
+// TestAgentHeadersNeedALabelledSecret: a number's agent credentials come from
+// a Secret only once someone who may write Secrets labelled it; then the
+// manager publishes its keys (not handshake headers) for the webhook server.
+func TestAgentHeadersNeedALabelledSecret(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns, acct, e164, tw := newScenario(t, withURL(originalURL))
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "agent-creds"},
+		StringData: map[string]string{"Authorization": "Bearer agent-s3cret", "Sec-WebSocket-Protocol": "x", "Host": "evil"}}
+	g.Expect(k8s.Create(ctx, secret)).To(Succeed())
+	createNumber(t, ns, "creds", acct, e164, func(n *twiliov1.TwilioPhoneNumber) {
+		n.Spec.Agent.HeadersSecretRef = &twiliov1.SecretReference{Name: "agent-creds"}
+	})
+	n := waitReady(t, ns, "creds", metav1.ConditionFalse, twiliov1.ReasonAgentNotAllowed)
+	_, _, msg := condition(n.Status.Conditions, twiliov1.ConditionReady)
+	g.Expect(msg).To(ContainSubstring(twiliov1.LabelAgentHeaders))
+	g.Expect(succeeded(twilioRequests("UpdateNumber", tw.SID))).To(BeEmpty(), "not taken over")
+	// Any change of the Secret makes the manager publish again: still not this one.
+	base := secret.DeepCopy()
+	secret.Annotations = map[string]string{"touched": "1"}
+	g.Expect(k8s.Patch(ctx, secret, client.MergeFrom(base))).To(Succeed())
+	g.Consistently(func(g Gomega) map[string]map[string]string { return publishedHeaders(g, ns) }, 2*time.Second, tick).
+		ShouldNot(HaveKey("agent-creds"), "an unlabelled Secret is never published")
+
+	base = secret.DeepCopy()
+	secret.Labels = map[string]string{twiliov1.LabelAgentHeaders: "true"}
+	g.Expect(k8s.Patch(ctx, secret, client.MergeFrom(base))).To(Succeed())
+	waitReady(t, ns, "creds", metav1.ConditionTrue, twiliov1.ReasonConfigured)
+	g.Eventually(func(g Gomega) map[string]map[string]string { return publishedHeaders(g, ns) }, wait, tick).
+		Should(HaveKeyWithValue("agent-creds", map[string]string{"Authorization": "Bearer agent-s3cret"}), "handshake headers are not sent")
+}
+
+// publishedHeaders reads the agent headers the manager published for ns, by Secret name.
+func publishedHeaders(g Gomega, ns string) map[string]map[string]string {
+	s := &corev1.Secret{}
+	g.Expect(k8s.Get(context.Background(), credentialsSecret, s)).To(Succeed())
+	p, err := credentials.Parse(s.Data[credentials.Key])
+	g.Expect(err).NotTo(HaveOccurred())
+	out := map[string]map[string]string{}
+	for _, h := range p.AgentHeaders {
+		if h.Namespace == ns {
+			out[h.Secret] = h.Headers
+		}
+	}
+	return out
 }

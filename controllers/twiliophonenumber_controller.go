@@ -63,6 +63,10 @@ type TwilioPhoneNumberReconciler struct {
 	// TwilioAccount sets no spec.takeover; 0 means unpaced.
 	TakeoverBurst, TakeoverPerMinute int
 
+	// Publisher, when set, is asked to publish again when a number names
+	// agent headers (see agentheaders.go).
+	Publisher *credentialsPublisher
+
 	rejected rejections
 	gates    *takeoverGates
 }
@@ -165,6 +169,15 @@ func (r *TwilioPhoneNumberReconciler) reconcileNormal(ctx context.Context, s *nu
 	if refused := r.agentRefused(s.obj); refused != nil {
 		return r.markNotAnswerable(s, twiliov1.ReasonAgentNotAllowed,
 			fmt.Sprintf("spec.agent.url is refused by the agent egress policy, so the number is not taken over: %v", refused))
+	}
+	if problem, err := r.agentHeadersProblem(ctx, s.obj); err != nil || problem != "" {
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		return r.markNotAnswerable(s, twiliov1.ReasonAgentNotAllowed, problem)
+	}
+	if s.obj.Spec.Agent.HeadersSecretRef != nil && r.Publisher != nil && !r.prevCurrent(s, twiliov1.ReasonConfigured, twiliov1.ReasonOriginalUnknown) {
+		r.Publisher.Trigger() // publish this Secret's headers for the webhook server
 	}
 	return r.ensureRouted(ctx, s)
 }

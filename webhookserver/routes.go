@@ -120,7 +120,7 @@ func (s *Server) handlePreflight(w http.ResponseWriter, r *http.Request, log log
 	}
 	h.Set(preflight.HeaderOutcome, preflight.OutcomeOK)
 	agentResult := preflight.AgentOK
-	agent, err := s.dialAgent(r.Context(), route.AgentURL)
+	agent, err := s.dialAgent(r.Context(), route.AgentURL, route.AgentHeaders)
 	if err != nil {
 		agentResult = "failed: " + agentDialOutcome(err) + ": " + headerSafe(err.Error())
 	} else {

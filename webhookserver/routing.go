@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"sort"
 	"sync/atomic"
 	"time"
@@ -35,6 +36,10 @@ type Route struct {
 	AccountSID string
 	// AgentURL is the agent's ws:// or wss:// URL, or "" when none is set.
 	AgentURL string
+	// AgentHeaders are sent on the handshake to the agent (from the labelled
+	// Secret spec.agent.headersSecretRef names, as the manager published it);
+	// nil when none.
+	AgentHeaders http.Header
 	// Record says whether calls are recorded.
 	Record bool
 	// Enabled is false when spec.voiceRouting is Disabled.
@@ -262,7 +267,7 @@ func (r *Routing) rebuild(ctx context.Context) {
 		r.opts.Log.Error(err, "List TwilioPhoneNumbers from cache")
 		return
 	}
-	published := r.published()
+	published, agentHeaders := r.published()
 
 	t := &routingTable{routes: make(map[string]Route, len(numbers.Items)), byAccount: map[string][]AccountValidator{}}
 	// A number claimed twice is served for the object the operator lets own
@@ -284,6 +289,9 @@ func (r *Routing) rebuild(ctx context.Context) {
 		}
 		if n.Spec.Agent != nil {
 			rt.AgentURL = n.Spec.Agent.URL
+			if ref := n.Spec.Agent.HeadersSecretRef; ref != nil {
+				rt.AgentHeaders = agentHeaders[types.NamespacedName{Namespace: n.Namespace, Name: ref.Name}]
+			}
 		}
 		r.setFallback(&rt, n)
 		t.routes[rt.Number] = rt
@@ -324,24 +332,33 @@ func (r *Routing) setFallback(rt *Route, n *twiliov1.TwilioPhoneNumber) {
 	rt.Fallback, rt.FallbackTwiML = action, frag
 }
 
-// published returns the verified accounts from the credentials Secret.
-func (r *Routing) published() map[types.NamespacedName]credentials.Account {
+// published returns the verified accounts from the credentials Secret, and
+// the agent headers published with them (by the Secret they come from).
+func (r *Routing) published() (map[types.NamespacedName]credentials.Account, map[types.NamespacedName]http.Header) {
 	out := map[types.NamespacedName]credentials.Account{}
+	headers := map[types.NamespacedName]http.Header{}
 	data, ok := r.creds.value()
 	if !ok {
-		return out
+		return out, headers
 	}
 	p, err := credentials.Parse(data)
 	if err != nil {
 		r.opts.Log.Error(err, "Unreadable credentials Secret; refusing every webhook until it is fixed", "secret", r.opts.CredentialsSecret.String())
-		return out
+		return out, headers
 	}
 	for _, a := range p.Accounts {
 		if a.AuthToken != "" && a.AccountSID != "" {
 			out[types.NamespacedName{Namespace: a.Namespace, Name: a.Name}] = a
 		}
 	}
-	return out
+	for _, ah := range p.AgentHeaders {
+		h := http.Header{}
+		for k, v := range ah.Headers {
+			h.Set(k, v)
+		}
+		headers[types.NamespacedName{Namespace: ah.Namespace, Name: ah.Secret}] = h
+	}
+	return out, headers
 }
 
 func (r *Routing) waitForSecrets(ctx context.Context) {

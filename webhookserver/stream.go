@@ -225,7 +225,7 @@ func (s *Server) serveStream(ctx context.Context, twilio *websocket.Conn, auth s
 	}
 	log = log.WithValues("agent", redactURL(route.AgentURL))
 
-	agent, err := s.dialAgent(ctx, route.AgentURL)
+	agent, err := s.dialAgent(ctx, route.AgentURL, route.AgentHeaders)
 	if err != nil {
 		outcome := agentDialOutcome(err) // agent_refused or agent_unreachable
 		log.Info("Agent not dialled; closing the call's stream", "outcome", outcome, "error", err.Error())
@@ -437,13 +437,13 @@ func marshalJSON(v any) ([]byte, error) {
 	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
 
-// dialAgent opens the agent's WebSocket within the dial timeout and observes
-// how long it took.
-func (s *Server) dialAgent(ctx context.Context, agentURL string) (*websocket.Conn, error) {
+// dialAgent opens the agent's WebSocket, with the number's agent headers on
+// the handshake, within the dial timeout and observes how long it took.
+func (s *Server) dialAgent(ctx context.Context, agentURL string, headers http.Header) (*websocket.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.AgentDialTimeout)
 	defer cancel()
 	began := time.Now()
-	conn, resp, err := s.dialer.DialContext(ctx, agentURL, nil)
+	conn, resp, err := s.dialer.DialContext(ctx, agentURL, headers)
 	if resp != nil && resp.Body != nil {
 		_ = resp.Body.Close()
 	}

@@ -48,8 +48,9 @@ const (
 	// call would only hear a goodbye; the number is not taken over.
 	ReasonNoAgent = "NoAgent"
 	// ReasonAgentNotAllowed: spec.agent.url names a destination the agent
-	// egress policy refuses (loopback, link-local, outside the allow-list…);
-	// the number is not taken over.
+	// egress policy refuses (loopback, link-local, outside the allow-list…),
+	// or spec.agent.headersSecretRef names a Secret that is missing or lacks
+	// the label LabelAgentHeaders; the number is not taken over.
 	ReasonAgentNotAllowed = "AgentNotAllowed"
 	// ReasonRestoreBlocked: deletion with deletionPolicy Restore cannot reach Twilio.
 	ReasonRestoreBlocked = "RestoreBlocked"
@@ -107,6 +108,10 @@ const (
 	// it for a restore, so deleting a whole bundle still hands every number back.
 	CredentialsFinalizer = "twilio.loquent.io/credentials-in-use" //nolint:gosec // a finalizer name, not a credential
 )
+
+// LabelAgentHeaders marks a Secret whose keys may be sent as headers to an
+// agent (spec.agent.headersSecretRef); only Secrets labelled "true" are used.
+const LabelAgentHeaders = "twilio.loquent.io/agent-headers"
 
 // VoiceURLInstallParam is the query parameter that marks a Voice URL as set by
 // an install of this operator; its value names the install (--install-id).

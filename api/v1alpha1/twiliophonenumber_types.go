@@ -40,6 +40,16 @@ type AgentSpec struct {
 	// +kubebuilder:validation:MaxLength=2048
 	// +kubebuilder:validation:XValidation:rule="self.matches('^wss?://[^/?# ]+([/?][^# ]*)?$')",message="must be a ws:// or wss:// URL such as wss://agent.example.com/media: a host, then an optional path and query string, without spaces or a #fragment"
 	URL string `json:"url"`
+	// HeadersSecretRef names a Secret in this namespace whose keys are sent
+	// as HTTP headers of the same name on the WebSocket handshake to the
+	// agent, for example key Authorization with value "Bearer …": the
+	// agent's own credentials. The Secret must carry the label
+	// twilio.loquent.io/agent-headers: "true" (set by someone who may write
+	// Secrets), so that editing a number can never send another Secret of the
+	// namespace to an agent URL of the editor's choice. Handshake headers
+	// (Host, Connection, Upgrade, Sec-WebSocket-*) are not sent.
+	// +optional
+	HeadersSecretRef *SecretReference `json:"headersSecretRef,omitempty"`
 }
 
 // RecordingSpec controls call recording.

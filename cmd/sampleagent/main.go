@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -25,13 +26,25 @@ func main() {
 	listen := flag.String("listen", ":8090", "address to listen on")
 	path := flag.String("path", "/media", "path of the Media Streams WebSocket")
 	markEvery := flag.Int("mark-every", sampleagent.DefaultMarkEvery, "send a mark after every N caller media frames (negative: never)")
+	requireHeader := flag.String("require-header", "", `refuse (401) a handshake without this header, "Name: value" (the credentials the webhook server sends from the number's spec.agent.headersSecretRef); empty accepts every handshake`)
 	flag.Parse()
+
+	opts := sampleagent.Options{MarkEvery: *markEvery}
+	if *requireHeader != "" {
+		name, value, ok := strings.Cut(*requireHeader, ":")
+		if !ok || strings.TrimSpace(name) == "" {
+			fmt.Fprintln(os.Stderr, `--require-header must be "Name: value"`)
+			os.Exit(2)
+		}
+		opts.RequireHeader.Name, opts.RequireHeader.Value = strings.TrimSpace(name), strings.TrimSpace(value)
+	}
 
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 
-	agent := sampleagent.New(sampleagent.Options{MarkEvery: *markEvery, Logger: logger})
+	opts.Logger = logger
+	agent := sampleagent.New(opts)
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		logger.Error("Cannot listen", "address", *listen, "error", err)

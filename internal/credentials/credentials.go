@@ -23,9 +23,18 @@ type Account struct {
 	AuthToken  string `json:"authToken"`
 }
 
+// AgentHeaders are the headers a Secret labelled for it gives the handshake
+// to the agents of the numbers that name it (spec.agent.headersSecretRef).
+type AgentHeaders struct {
+	Namespace string            `json:"namespace"`
+	Secret    string            `json:"secret"`
+	Headers   map[string]string `json:"headers"`
+}
+
 // Published is the content of Key.
 type Published struct {
-	Accounts []Account `json:"accounts"`
+	Accounts     []Account      `json:"accounts"`
+	AgentHeaders []AgentHeaders `json:"agentHeaders,omitempty"`
 }
 
 // Parse decodes the published accounts; empty data is an empty list.

@@ -2,6 +2,7 @@ package sampleagent
 
 import (
 	"context"
+	"crypto/subtle"
 	"fmt"
 	"io"
 	"log/slog"
@@ -34,6 +35,11 @@ type Options struct {
 	IdleTimeout time.Duration
 	// Logger receives one line per stream start and end; nil discards.
 	Logger *slog.Logger
+	// RequireHeader, when its Name is set, refuses (401) a handshake that
+	// does not carry this header with this value: the agent's credentials,
+	// which the webhook server sends from the number's
+	// spec.agent.headersSecretRef.
+	RequireHeader struct{ Name, Value string }
 }
 
 // Agent is an http.Handler that upgrades each request to a Media Streams
@@ -100,10 +106,17 @@ func (a *Agent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer a.wg.Done()
 
+	if h := a.opts.RequireHeader; h.Name != "" &&
+		subtle.ConstantTimeCompare([]byte(r.Header.Get(h.Name)), []byte(h.Value)) != 1 {
+		a.update(func(s *Stats) { s.Unauthorized++ })
+		http.Error(w, "missing or wrong "+h.Name, http.StatusUnauthorized)
+		return
+	}
 	conn, err := a.upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		return // the upgrader has answered the request
 	}
+	a.update(func(s *Stats) { s.LastQuery = r.URL.RawQuery })
 	a.track(conn, true)
 	defer a.track(conn, false)
 	defer conn.Close()

@@ -28,6 +28,11 @@ type Stats struct {
 	// ProtocolErrors counts messages the agent could not use: binary frames,
 	// invalid JSON, unknown events, media before start.
 	ProtocolErrors int64 `json:"protocolErrors"`
+	// Unauthorized counts handshakes refused for a missing or wrong
+	// RequireHeader.
+	Unauthorized int64 `json:"unauthorized"`
+	// LastQuery is the query string of the latest accepted handshake.
+	LastQuery string `json:"lastQuery"`
 }
 
 // Stats returns a snapshot of the agent's counters. It is safe to call
