@@ -11,12 +11,16 @@ export PATH := $(BIN):$(PATH)
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
 GOLANGCI_LINT_VERSION ?= v2.15.0
 HELM_VERSION ?= v3.22.0
+# promtool of Prometheus 3.16.0 (the Go module github.com/prometheus/prometheus
+# numbers it v0.316.0): `promtool test rules` for the chart's alerts.
+PROMTOOL_VERSION ?= v0.316.0
 KUBE_VERSION ?= 1.37.2
 ETCD_VERSION ?= 3.6.8
 
 CONTROLLER_GEN ?= $(BIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
 GOLANGCI_LINT ?= $(BIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 HELM ?= $(BIN)/helm-$(HELM_VERSION)
+PROMTOOL ?= $(BIN)/promtool-$(PROMTOOL_VERSION)
 ENVTEST_ASSETS ?= $(BIN)/k8s/$(KUBE_VERSION)
 
 GO_TEST_FLAGS ?= -race -count=1
@@ -71,8 +75,8 @@ envtest: ## Build kube-apiserver, etcd and kubectl for tests and the demo into b
 	@KUBE_VERSION=$(KUBE_VERSION) ETCD_VERSION=$(ETCD_VERSION) hack/build-envtest.sh $(ENVTEST_ASSETS) >/dev/null
 
 .PHONY: test
-test: generate manifests envtest $(HELM) ## Run every test (unit, envtest suites, emulator, manifests) with the race detector, then the fuzz targets briefly.
-	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) KUBECTL=$(ENVTEST_ASSETS)/kubectl HELM=$(HELM) go test $(GO_TEST_FLAGS) -timeout $(TEST_TIMEOUT) ./...
+test: generate manifests envtest $(HELM) $(PROMTOOL) ## Run every test (unit, envtest suites, emulator, manifests) with the race detector, then the fuzz targets briefly.
+	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) KUBECTL=$(ENVTEST_ASSETS)/kubectl HELM=$(HELM) PROMTOOL=$(PROMTOOL) go test $(GO_TEST_FLAGS) -timeout $(TEST_TIMEOUT) ./...
 	$(MAKE) --no-print-directory fuzz
 
 FUZZ_TIME ?= 10s
@@ -147,3 +151,10 @@ HELM_LDFLAGS := -X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION) \
 $(HELM):
 	GOBIN=$(BIN)/tmp-helm go install -ldflags '$(HELM_LDFLAGS)' helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
 	mv $(BIN)/tmp-helm/helm $@ && rm -rf $(BIN)/tmp-helm
+
+.PHONY: promtool
+promtool: $(PROMTOOL) ## Build promtool into bin/ for the alert rule tests (about 10 minutes on 2 cores the first time, reused after).
+$(PROMTOOL):
+	GOBIN=$(BIN)/tmp-promtool go install -ldflags '-X github.com/prometheus/common/version.Version=$(PROMTOOL_VERSION)' \
+		github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION)
+	mv $(BIN)/tmp-promtool/promtool $@ && rm -rf $(BIN)/tmp-promtool

@@ -2,8 +2,11 @@ package webhookserver
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/loquent/twilio-voice-operator/internal/egress"
 )
 
 // Route labels used in metrics.
@@ -19,6 +22,22 @@ const (
 	dirTwilioToAgent = "twilio_to_agent"
 	dirAgentToTwilio = "agent_to_twilio"
 )
+
+// Outcomes of dialling an agent, as metric labels (Server.dialAgent).
+const (
+	dialOK    = "ok"
+	dialError = "error"
+)
+
+// Outcomes of a changed stream token key value, as metric labels.
+const (
+	reloadReloaded = "reloaded"
+	reloadInvalid  = "invalid"
+)
+
+// recordingStatuses are the RecordingStatus values counted as themselves;
+// any other is "other".
+var recordingStatuses = []string{"in-progress", "completed", "absent", "failed", "paused", "stopped", "processing"}
 
 // Metrics are the webhook server's Prometheus collectors. All of them are
 // registered on the Registerer given to NewMetrics; nothing touches the global
@@ -139,14 +158,71 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			return nil, fmt.Errorf("register metrics: %w", err)
 		}
 	}
+	m.initialise()
 	return m, nil
 }
 
+// initialise creates the series of the label values each vector can take, at
+// zero, so that every family is on /metrics from the start (dashboards and
+// alerts see 0, not "no data") and rate() and increase() see a counter's
+// first increment (from 0, not from a series that appears at 1).
+func (m *Metrics) initialise() {
+	requestOutcomes := map[string][]string{
+		routeVoice: {outcomeOK, outcomeHangupUnknown, outcomeHangupDisabled, outcomeHangupWrongAcct, outcomeHangupNoAgent,
+			outcomePreflight, outcomeForbidden, outcomeBadRequest, outcomeTooLarge, outcomeUnsupportedMedia,
+			outcomeMethodNotAllowed, outcomeThrottled, outcomeUnavailable, outcomeOverCapacity},
+		routeRecording: {outcomeOK, outcomeDuplicate, outcomeForbidden, outcomeBadRequest, outcomeTooLarge, outcomeUnsupportedMedia,
+			outcomeMethodNotAllowed, outcomeThrottled, outcomeOverCapacity},
+		routeEvents: {outcomeOK, outcomeForbidden, outcomeBadRequest, outcomeTooLarge, outcomeUnsupportedMedia,
+			outcomeMethodNotAllowed, outcomeThrottled, outcomeOverCapacity},
+		routeStream: {outcomeUpgraded, outcomeUpgradedLegacy, outcomeUpgradeFailed, outcomeForbidden, outcomeBadRequest,
+			outcomeNotFound, outcomeMethodNotAllowed, outcomeThrottled, outcomeUnavailable, outcomeOverCapacity},
+	}
+	for route, outcomes := range requestOutcomes {
+		for _, outcome := range outcomes {
+			m.Requests.WithLabelValues(route, outcome)
+		}
+		for _, reason := range []string{sigMissing, sigUnknownAccount, sigInvalid} {
+			m.SignatureFailures.WithLabelValues(route, reason)
+		}
+		m.Throttled.WithLabelValues(route)
+	}
+	for _, outcome := range []string{outcomeCallerClosed, outcomeCallerError, outcomeAgentClosed, outcomeAgentError, outcomeShutdown,
+		outcomeAgentUnreachable, outcomeAgentRefused, outcomeTokenInvalid, outcomeTokenReused, outcomeSignatureInvalid,
+		outcomeHandshakeFailed, outcomeNotRouted} {
+		m.Streams.WithLabelValues(outcome)
+	}
+	for _, dir := range []string{dirTwilioToAgent, dirAgentToTwilio} {
+		m.FramesRelayed.WithLabelValues(dir)
+		for _, reason := range []string{dropBackpressure, dropBinary, dropClosed} {
+			m.FramesDropped.WithLabelValues(dir, reason)
+		}
+	}
+	for _, outcome := range []string{dialOK, dialError} {
+		m.AgentDial.WithLabelValues(outcome)
+	}
+	for _, status := range append(recordingStatuses, recordingStatusOther) {
+		m.RecordingCallbacks.WithLabelValues(status)
+	}
+	for _, outcome := range []string{reloadReloaded, reloadInvalid} {
+		m.StreamTokenKeyReloads.WithLabelValues(outcome)
+	}
+	for _, reason := range []egress.Reason{egress.ReasonLoopback, egress.ReasonLinkLocal, egress.ReasonUnspecified,
+		egress.ReasonMulticast, egress.ReasonOwnPort, egress.ReasonNotAllowed, egress.ReasonInvalid} {
+		m.AgentDialsRefused.WithLabelValues(string(reason))
+	}
+	for _, kind := range []string{capConnections, capStreams, capLegacyStream} {
+		m.CapacityRefusals.WithLabelValues(kind)
+	}
+}
+
+// recordingStatusOther is the status label of any other RecordingStatus.
+const recordingStatusOther = "other"
+
 // recordingStatusLabel bounds the status label to Twilio's documented values.
 func recordingStatusLabel(s string) string {
-	switch s {
-	case "in-progress", "completed", "absent", "failed", "paused", "stopped", "processing":
+	if slices.Contains(recordingStatuses, s) {
 		return s
 	}
-	return "other"
+	return recordingStatusOther
 }

@@ -6,21 +6,32 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
+
+// streamTokenSecretRetry is how often a stream token Secret that does not
+// exist yet is looked for at start.
+var streamTokenSecretRetry = time.Second
 
 // Run runs the webhook server described by cfg against the cluster at
 // restCfg until ctx ends (SIGTERM), then drains as Server.Serve describes.
 // The routing watch, the metrics and the probe listeners stay up while
 // draining. It returns an error if anything fails to start or the routing
 // table cannot be synced.
+//
+// The metrics and probe listeners start first: while the stream token
+// Secret does not exist yet (the manager creates it on its first start), the
+// process is live but not ready, and waits for it until ctx ends.
 func Run(ctx context.Context, cfg Config, restCfg *rest.Config, log logr.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -41,16 +52,31 @@ func Run(ctx context.Context, cfg Config, restCfg *rest.Config, log logr.Logger)
 	loadKeys := func(ctx context.Context) ([][]byte, error) {
 		return LoadStreamTokenKeys(ctx, reader, cfg.StreamTokenSecret, cfg.StreamTokenKeyFile)
 	}
-	keys, err := loadKeys(ctx)
-	if err != nil {
-		return err
-	}
-	log.Info("Stream token keys loaded", "keys", len(keys), "fingerprint", fingerprint(keys)[:12])
 	agentEgress, err := cfg.agentEgressPolicy()
 	if err != nil {
 		return err
 	}
 	log.Info("Agent egress policy", "allowedDestinations", cfg.AgentAllowedDestinations, "allowLoopbackAgents", cfg.AllowLoopbackAgents)
+
+	// Ready once the server exists and says so (routing synced, not draining).
+	var server atomic.Pointer[Server]
+	ready := func() bool { s := server.Load(); return s != nil && s.Ready() }
+	stopMetrics, err := startAux(cfg.MetricsAddress, "metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}), "/metrics", log)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
+	stopProbes, err := startAux(cfg.ProbeAddress, "probes", probeHandler(ready), "/", log)
+	if err != nil {
+		return err
+	}
+	defer stopProbes()
+
+	keys, err := waitForStreamTokenKeys(ctx, loadKeys, cfg.StreamTokenSecret, log)
+	if err != nil {
+		return err
+	}
+	log.Info("Stream token keys loaded", "keys", len(keys), "fingerprint", fingerprint(keys)[:12])
 	srv, err := New(Options{
 		PublicURL:           cfg.PublicURL,
 		Routes:              routing,
@@ -69,6 +95,7 @@ func Run(ctx context.Context, cfg Config, restCfg *rest.Config, log logr.Logger)
 	if err != nil {
 		return fmt.Errorf("listen on --listen-address: %w", err)
 	}
+	server.Store(srv)
 
 	// Background parts outlive ctx: they serve the drain.
 	bg, stopBg := context.WithCancel(context.Background())
@@ -84,18 +111,6 @@ func Run(ctx context.Context, cfg Config, restCfg *rest.Config, log logr.Logger)
 		}
 		routingErr <- err
 	}()
-	stopMetrics, err := startAux(cfg.MetricsAddress, "metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}), "/metrics", log)
-	if err != nil {
-		_ = ln.Close()
-		return err
-	}
-	defer stopMetrics()
-	stopProbes, err := startAux(cfg.ProbeAddress, "probes", probeHandler(srv), "/", log)
-	if err != nil {
-		_ = ln.Close()
-		return err
-	}
-	defer stopProbes()
 
 	if cfg.StreamTokenReloadInterval > 0 {
 		go WatchStreamTokenKeys(bg, cfg.StreamTokenReloadInterval, keys, loadKeys, srv.SetTokenKeys, metrics, log.WithName("stream-token"))
@@ -106,15 +121,45 @@ func Run(ctx context.Context, cfg Config, restCfg *rest.Config, log logr.Logger)
 	return errors.Join(serveErr, <-routingErr)
 }
 
+// waitForStreamTokenKeys loads the stream token keys at start. A Secret
+// (--stream-token-secret) that does not exist yet is waited for, read again
+// every streamTokenSecretRetry until it appears or ctx ends: the manager
+// creates it on its first start, possibly after this pod. Every other
+// problem (a missing --stream-token-key-file, a Secret without key "key", a
+// value that is not a valid key list, no permission) fails at once.
+func waitForStreamTokenKeys(ctx context.Context, load func(context.Context) ([][]byte, error), secret types.NamespacedName, log logr.Logger) ([][]byte, error) {
+	waiting := false
+	for {
+		keys, err := load(ctx)
+		if err == nil || secret.Name == "" || !apierrors.IsNotFound(err) {
+			if err == nil && waiting {
+				log.Info("Stream token Secret found", "secret", secret.String())
+			}
+			return keys, err
+		}
+		if !waiting {
+			log.Info("Waiting for the stream token Secret; not ready until it exists. The manager creates it on its first start "+
+				"(its --stream-token-secret), or create it yourself with a key \"key\" (`openssl rand -base64 48`)", "secret", secret.String())
+			waiting = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("stopped while waiting for the stream token Secret %s: %w", secret, err)
+		case <-time.After(streamTokenSecretRetry):
+		}
+	}
+}
+
 // probeHandler serves /healthz (the process is up) and /readyz (ready for
-// new calls: routing synced and not draining).
-func probeHandler(srv *Server) http.Handler {
+// new calls: the server started, its routing is synced and it is not
+// draining).
+func probeHandler(ready func() bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok"))
 	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !srv.Ready() {
+		if !ready() {
 			http.Error(w, "not ready", http.StatusServiceUnavailable)
 			return
 		}

@@ -216,14 +216,14 @@ func WatchStreamTokenKeys(ctx context.Context, interval time.Duration, in [][]by
 		}
 		if err != nil {
 			if err.Error() != lastErr { // once per distinct problem, not every interval
-				m.StreamTokenKeyReloads.WithLabelValues("invalid").Inc()
+				m.StreamTokenKeyReloads.WithLabelValues(reloadInvalid).Inc()
 				log.Error(err, "Stream token keys not reloaded; the keys in use stay", "fingerprint", inUse[:12])
 				lastErr = err.Error()
 			}
 			continue
 		}
 		inUse, lastErr = fingerprint(keys), ""
-		m.StreamTokenKeyReloads.WithLabelValues("reloaded").Inc()
+		m.StreamTokenKeyReloads.WithLabelValues(reloadReloaded).Inc()
 		log.Info("Stream token keys reloaded", "keys", len(keys), "fingerprint", inUse[:12])
 	}
 }

@@ -57,7 +57,7 @@ func TestEndToEnd(t *testing.T) {
 	g.Expect(devenv.Build(ctx, root, binDir, nil)).To(Succeed())
 
 	rendered, err := exec.CommandContext(ctx, helmBinary(t), "template", "tvo", filepath.Join(root, "charts", "twilio-voice-operator"),
-		"--namespace", releaseNamespace, "--set", "publicURL=https://voice.example.com").Output()
+		"--namespace", releaseNamespace, "--set", "publicURL=https://voice.your-company.com").Output()
 	g.Expect(err).NotTo(HaveOccurred(), "helm template")
 	rbac := chartRBAC(t, rendered)
 

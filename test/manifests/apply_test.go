@@ -159,14 +159,23 @@ func installCRDs(t *testing.T, crds []*unstructured.Unstructured) {
 }
 
 // stubCRDs returns the CRDs of kinds the optional manifests use that no
-// render installs (the Prometheus Operator's ServiceMonitor).
+// render installs (the Prometheus Operator's ServiceMonitor and
+// PrometheusRule): testdata/*-crd.yaml.
 func stubCRDs(t *testing.T) []*unstructured.Unstructured {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join("testdata", "servicemonitor-crd.yaml"))
-	if err != nil {
-		t.Fatal(err)
+	files, err := filepath.Glob(filepath.Join("testdata", "*-crd.yaml"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no stub CRDs in testdata: %v", err)
 	}
-	return decode(t, data)
+	var crds []*unstructured.Unstructured
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		crds = append(crds, decode(t, data)...)
+	}
+	return crds
 }
 
 func withRestrictedWarning(l map[string]string) map[string]string {

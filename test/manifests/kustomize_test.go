@@ -15,7 +15,8 @@ const (
 
 // TestKustomizeDefault: config/default installs into one namespace that
 // enforces the restricted Pod Security Standard, prefixes every name, and
-// takes the public URL from the ConfigMap users replace.
+// takes the public URL from the ConfigMap users replace (a reserved
+// placeholder until then).
 func TestKustomizeDefault(t *testing.T) {
 	g := NewWithT(t)
 	objs := renders(t)[0].objs
@@ -43,6 +44,6 @@ func TestKustomizeDefault(t *testing.T) {
 	g.Expect(convert[corev1.ConfigMap](t, configMaps[0]).Data).To(HaveKeyWithValue("PUBLIC_URL", HavePrefix("https://")))
 	// Both binaries read the same URL: numbers point at it, signatures are checked over it.
 	for _, component := range components {
-		g.Expect(expandedArgs(t, objs, component)).To(ContainElement("--public-url=" + publicURL))
+		g.Expect(expandedArgs(t, objs, component)).To(ContainElement("--public-url=" + placeholderURL))
 	}
 }

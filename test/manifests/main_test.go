@@ -25,7 +25,8 @@ import (
 const (
 	chartDir       = "charts/twilio-voice-operator"
 	ciValues       = chartDir + "/ci/all-options-values.yaml"
-	publicURL      = "https://voice.example.com"
+	publicURL      = "https://voice.your-company.com" // the chart's renders; never contacted
+	placeholderURL = "https://voice.example.com"      // config/default's PUBLIC_URL, refused until replaced
 	defaultHelm    = "bin/helm-v3.22.0"
 	componentLabel = "app.kubernetes.io/component"
 )

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	. "github.com/onsi/gomega"
@@ -67,6 +68,33 @@ func allows(rules []rbacv1.PolicyRule, group, resource, verb string) bool {
 	return false
 }
 
+// allowsNamed reports whether rules allow verb on the core resource named
+// name (a rule without resourceNames allows every name).
+func allowsNamed(rules []rbacv1.PolicyRule, resource, name, verb string) bool {
+	for _, r := range rules {
+		if slices.Contains(r.APIGroups, "") && slices.Contains(r.Resources, resource) &&
+			(slices.Contains(r.Verbs, verb) || slices.Contains(r.Verbs, "*")) &&
+			(len(r.ResourceNames) == 0 || slices.Contains(r.ResourceNames, name)) {
+			return true
+		}
+	}
+	return false
+}
+
+// namespacedRules returns the rules of every Role bound to the component's
+// ServiceAccount in namespace.
+func namespacedRules(t *testing.T, objs []*unstructured.Unstructured, component, namespace string) []rbacv1.PolicyRule {
+	t.Helper()
+	sa, saNS := serviceAccountOf(t, objs, component)
+	var rules []rbacv1.PolicyRule
+	for _, gr := range grantsTo(t, objs, sa, saNS) {
+		if gr.kind == "Role" && gr.namespace == namespace {
+			rules = append(rules, gr.rules...)
+		}
+	}
+	return rules
+}
+
 func verbsOf(rules []rbacv1.PolicyRule) []string {
 	var verbs []string
 	for _, r := range rules {
@@ -86,8 +114,9 @@ func serviceAccountOf(t *testing.T, objs []*unstructured.Unstructured, component
 }
 
 // TestWebhookServerIsReadOnly: the internet-facing webhook server can read
-// numbers and, by name in its own namespace, the one Secret the manager
-// publishes verified tokens in; it changes nothing and reads no other Secret.
+// numbers and, by name in its own namespace, the Secret the manager
+// publishes verified tokens in and (the chart) the stream-token Secret; it
+// changes nothing and reads no other Secret.
 func TestWebhookServerIsReadOnly(t *testing.T) {
 	for _, r := range renders(t) {
 		t.Run(r.name, func(t *testing.T) {
@@ -111,7 +140,13 @@ func TestWebhookServerIsReadOnly(t *testing.T) {
 					g.Expect(gr.kind).To(Equal("Role"), "no cluster-wide read on Secrets")
 					g.Expect(gr.namespace).To(Equal(ns))
 					g.Expect(rule.ResourceNames).To(HaveLen(1), "one Secret, by name")
-					g.Expect(rule.ResourceNames[0]).To(HaveSuffix("webhook-credentials"))
+					if strings.HasSuffix(rule.ResourceNames[0], "webhook-credentials") {
+						continue // watched: get, list and watch
+					}
+					g.Expect(r.name).NotTo(Equal("config/default"), "config/default mounts the stream-token key")
+					g.Expect(expandedArgs(t, r.objs, "webhook-server")).To(ContainElement("--stream-token-secret="+ns+"/"+rule.ResourceNames[0]),
+						"the only other Secret is the stream-token one")
+					g.Expect(rule.Verbs).To(Equal([]string{"get"}), "the stream-token Secret is only read")
 				}
 			}
 		})
@@ -135,8 +170,9 @@ func TestWebhookServerGrantFollowsNamespaces(t *testing.T) {
 
 // TestManagerRBAC: the manager gets exactly the generated ClusterRole
 // (config/rbac/role.yaml, from the +kubebuilder:rbac markers) and, in its own
-// namespace, what leader election needs and its two Secrets (published
-// credentials, guard key) by name.
+// namespace, what leader election needs, its two Secrets (published
+// credentials, guard key) by name, and with the chart (unless
+// existingSecret) a read of the stream-token Secret it creates.
 func TestManagerRBAC(t *testing.T) {
 	data, err := os.ReadFile(filepath.Join(root, "config", "rbac", "role.yaml"))
 	NewWithT(t).Expect(err).NotTo(HaveOccurred())
@@ -162,17 +198,69 @@ func TestManagerRBAC(t *testing.T) {
 					g.Expect(verbsOf(gr.rules)).NotTo(ContainElement("delete"))
 				default:
 					g.Expect(gr.namespace).To(Equal(ns), "the manager's Secrets are in its own namespace")
-					g.Expect(verbsOf(gr.rules)).To(ConsistOf("create", "get", "update", "patch"))
+					var streamToken []string
+					for _, a := range expandedArgs(t, r.objs, "manager") {
+						if v, ok := strings.CutPrefix(a, "--stream-token-secret="); ok {
+							streamToken = append(streamToken, v)
+						}
+					}
+					own := []string{namedArg(t, r.objs, "--webhook-credentials-secret"), namedArg(t, r.objs, "--guard-key-secret")}
+					switch r.name {
+					case "config/default", "chart (defaults)":
+						g.Expect(streamToken).To(HaveLen(1), "the manager creates the stream-token Secret")
+					case "chart (all options)":
+						g.Expect(streamToken).To(BeEmpty(), "webhookServer.streamToken.existingSecret is the user's")
+					}
+					if len(streamToken) > 0 {
+						g.Expect(streamToken).To(ConsistOf(ns+"/"+namedArg(t, r.objs, "--stream-token-secret")), "in the manager's namespace")
+						g.Expect(allowsNamed(gr.rules, "secrets", namedArg(t, r.objs, "--stream-token-secret"), "get")).To(BeTrue(), "reads the stream-token Secret")
+						own = append(own, namedArg(t, r.objs, "--stream-token-secret"))
+					}
 					for _, rule := range gr.rules {
+						g.Expect(rule.APIGroups).To(Equal([]string{""}))
 						g.Expect(rule.Resources).To(Equal([]string{"secrets"}))
-						if !slices.Contains(rule.Verbs, "create") {
-							g.Expect(rule.ResourceNames).To(HaveLen(2), "reads and writes only its own two Secrets")
+						g.Expect(rule.Verbs).To(HaveEach(BeElementOf("create", "get", "update", "patch")))
+						if slices.Contains(rule.Verbs, "create") {
+							g.Expect(rule.Verbs).To(Equal([]string{"create"}), "create cannot be limited by name: it comes alone")
+						} else {
+							g.Expect(rule.ResourceNames).To(HaveEach(BeElementOf(own)), "reads and writes only its own Secrets, by name")
+						}
+					}
+					for _, name := range own[:2] {
+						for _, verb := range []string{"get", "update", "patch"} {
+							g.Expect(allowsNamed(gr.rules, "secrets", name, verb)).To(BeTrue(), "%s %s", verb, name)
+						}
+					}
+					if r.name == "chart (defaults)" {
+						for _, verb := range []string{"update", "patch"} {
+							g.Expect(allowsNamed(gr.rules, "secrets", own[2], verb)).To(BeFalse(), "the chart's manager only reads the stream-token Secret it created (%s)", verb)
 						}
 					}
 				}
 			}
 		})
 	}
+}
+
+// namedArg returns the name part of the manager's namespace/name flag, or,
+// when the flag is not passed, the manager's default Secret name for it.
+func namedArg(t *testing.T, objs []*unstructured.Unstructured, flag string) string {
+	t.Helper()
+	for _, a := range expandedArgs(t, objs, "manager") {
+		if v, ok := strings.CutPrefix(a, flag+"="); ok {
+			_, name, _ := strings.Cut(v, "/")
+			return name
+		}
+	}
+	defaults := map[string]string{
+		"--webhook-credentials-secret": "twilio-voice-operator-webhook-credentials",
+		"--guard-key-secret":           "twilio-voice-operator-guard-key",
+	}
+	if name, ok := defaults[flag]; ok {
+		return name
+	}
+	t.Fatalf("the manager has no %s", flag)
+	return ""
 }
 
 // TestUserRoles: the editor role is the original system's "Update

@@ -101,3 +101,20 @@ capabilities:
 
 {{/* The Secret holding the key that signs the saved-routing annotation (the manager creates it). */}}
 {{- define "tvo.guardKeySecretName" -}}{{ include "tvo.fullname" . | trunc 53 | trimSuffix "-" }}-guard-key{{- end -}}
+
+{{/* A Go duration (30s, 5m, 1h30m, 1.5h, 250ms) in seconds, as a number
+     string; "invalid" when it is not one. Pass the value. */}}
+{{- define "tvo.seconds" -}}
+{{- $d := toString . -}}
+{{- if not (regexMatch `^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$` $d) -}}
+invalid
+{{- else -}}
+{{- $units := dict "ns" 0.000000001 "us" 0.000001 "µs" 0.000001 "ms" 0.001 "s" 1.0 "m" 60.0 "h" 3600.0 -}}
+{{- $total := 0.0 -}}
+{{- range regexFindAll `[0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h)` $d -1 -}}
+{{- $n := regexFind `^[0-9]+(\.[0-9]+)?` . -}}
+{{- $total = addf $total (mulf (float64 $n) (get $units (trimPrefix $n .))) -}}
+{{- end -}}
+{{- $total -}}
+{{- end -}}
+{{- end -}}
