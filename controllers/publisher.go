@@ -119,7 +119,11 @@ func (p *credentialsPublisher) publish(ctx context.Context, reread bool) error {
 			}
 			token = prev.AuthToken
 		}
-		out.Accounts = append(out.Accounts, credentials.Account{Namespace: acct.Namespace, Name: acct.Name, AccountSID: acct.Spec.AccountSID, AuthToken: token})
+		published := credentials.Account{Namespace: acct.Namespace, Name: acct.Name, AccountSID: acct.Spec.AccountSID, AuthToken: token}
+		if e := acct.Spec.Events; e != nil && e.Sink != nil {
+			published.EventSinkURL = e.Sink.URL
+		}
+		out.Accounts = append(out.Accounts, published)
 	}
 	slices.SortFunc(out.Accounts, func(a, b credentials.Account) int {
 		return cmp.Compare(a.Namespace+"/"+a.Name, b.Namespace+"/"+b.Name)

@@ -299,3 +299,24 @@ func publishedHeaders(g Gomega, ns string) map[string]map[string]string {
 	}
 	return out
 }
+
+// TestAccountEventSinkIsPublished: an account's default event sink reaches
+// the webhook server with its verified credentials.
+func TestAccountEventSinkIsPublished(t *testing.T) {
+	ns := newNamespace(t)
+	acct := createAccount(t, ns, testAuthToken, func(a *twiliov1.TwilioAccount) {
+		a.Spec.Events = &twiliov1.EventsSpec{Sink: &twiliov1.EventSink{URL: "http://broker-ingress.knative-eventing.svc/voice/default"}}
+	})
+	NewWithT(t).Eventually(func(g Gomega) string {
+		s := &corev1.Secret{}
+		g.Expect(k8s.Get(context.Background(), credentialsSecret, s)).To(Succeed())
+		p, err := credentials.Parse(s.Data[credentials.Key])
+		g.Expect(err).NotTo(HaveOccurred())
+		for _, a := range p.Accounts {
+			if a.Namespace == ns && a.Name == acct {
+				return a.EventSinkURL
+			}
+		}
+		return ""
+	}, wait, tick).Should(Equal("http://broker-ingress.knative-eventing.svc/voice/default"))
+}

@@ -47,6 +47,10 @@ type TwilioAccountSpec struct {
 	// +kubebuilder:validation:Maximum=100
 	// +optional
 	MaxConcurrentRequests int32 `json:"maxConcurrentRequests,omitempty"`
+	// Events is the default for the account's numbers that set no
+	// spec.events: where recordings and other reports are delivered.
+	// +optional
+	Events *EventsSpec `json:"events,omitempty"`
 	// Takeover paces how fast this account's numbers are pointed at the
 	// webhook server (take-overs, re-points after a public URL change, drift
 	// repairs); unset fields take the manager's --takeover-burst and

@@ -112,6 +112,24 @@ type FallbackSpec struct {
 	VoiceFallbackURL string `json:"voiceFallbackURL,omitempty"`
 }
 
+// EventsSpec says where what Twilio reports about a number's calls and
+// messages is delivered.
+type EventsSpec struct {
+	// Sink receives the events as CloudEvents 1.0 over HTTP.
+	// +optional
+	Sink *EventSink `json:"sink,omitempty"`
+}
+
+// EventSink is an HTTP endpoint that accepts CloudEvents 1.0 (binary mode):
+// a Knative Eventing broker, an Argo Events webhook event source, or any
+// service of yours. The webhook server's agent egress policy applies to it.
+type EventSink struct {
+	// URL of the sink, http:// or https://.
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule="self.matches('^https?://[^/?# ]+([/?][^# ]*)?$')",message="must be an http:// or https:// URL such as http://broker-ingress.knative-eventing.svc/voice/default, without spaces or a #fragment"
+	URL string `json:"url"`
+}
+
 // TwilioPhoneNumberSpec is one number's desired inbound voice routing.
 type TwilioPhoneNumberSpec struct {
 	// AccountRef names the TwilioAccount, in this namespace, that owns the number. Immutable.
@@ -142,6 +160,11 @@ type TwilioPhoneNumberSpec struct {
 	// call ends.
 	// +optional
 	Fallback *FallbackSpec `json:"fallback,omitempty"`
+
+	// Events says where recordings and other reports about this number go;
+	// unset, the TwilioAccount's spec.events applies.
+	// +optional
+	Events *EventsSpec `json:"events,omitempty"`
 
 	// Recording of this number's calls; on by default.
 	// +kubebuilder:default={enabled: true}

@@ -21,6 +21,8 @@ type Account struct {
 	Name       string `json:"name"`
 	AccountSID string `json:"accountSid"`
 	AuthToken  string `json:"authToken"`
+	// EventSinkURL is the account's default event sink (spec.events.sink.url).
+	EventSinkURL string `json:"eventSinkURL,omitempty"`
 }
 
 // AgentHeaders are the headers a Secret labelled for it gives the handshake
