@@ -65,14 +65,55 @@ func desiredFallback(obj *twiliov1.TwilioPhoneNumber, saved *twiliov1.SavedRouti
 }
 
 // isRouted reports whether the live routing is what the operator wants while
-// the number is Enabled: calls go to its voice URL and, when spec.fallback
-// asks for one, Twilio's fallback is that URL.
+// the number is Enabled: calls go to its voice URL; when spec.fallback asks
+// for one, Twilio's fallback is that URL; and the status callback is the
+// webhook server's exactly when spec.events.callStatus asks for it.
 func (r *TwilioPhoneNumberReconciler) isRouted(obj *twiliov1.TwilioPhoneNumber, live twilio.Routing, saved *twiliov1.SavedRouting) bool {
 	if !routesTo(live, r.VoiceURL) {
 		return false
 	}
-	want, _, set := desiredFallback(obj, saved)
-	return !set || live.VoiceFallbackURL == want
+	if want, _, set := desiredFallback(obj, saved); set && live.VoiceFallbackURL != want {
+		return false
+	}
+	return wantsCallStatus(obj) == (live.StatusCallback == r.statusURL())
+}
+
+// wantsCallStatus reports whether the number asks for call status events.
+func wantsCallStatus(obj *twiliov1.TwilioPhoneNumber) bool {
+	return obj.Spec.Events != nil && obj.Spec.Events.CallStatus
+}
+
+// StatusPath is the webhook server's call status callback endpoint.
+const StatusPath = "/twilio/status"
+
+// statusURL is the webhook server's call status URL: the voice URL's origin
+// and StatusPath.
+func (r *TwilioPhoneNumberReconciler) statusURL() string {
+	u, err := url.Parse(r.VoiceURL)
+	if err != nil {
+		return ""
+	}
+	return u.Scheme + "://" + u.Host + strings.TrimSuffix(u.Path, VoicePath) + StatusPath
+}
+
+// statusCallbackUpdate sets the status callback a take-over writes: the
+// webhook server's when the number asks for call status events; the saved
+// original when it no longer does but the live one is still ours.
+func (r *TwilioPhoneNumberReconciler) statusCallbackUpdate(obj *twiliov1.TwilioPhoneNumber, live twilio.Routing, saved *twiliov1.SavedRouting, u *twilio.RoutingUpdate) {
+	switch ours := r.statusURL(); {
+	case wantsCallStatus(obj) && live.StatusCallback != ours:
+		post := "POST"
+		u.StatusCallback, u.StatusCallbackMethod = &ours, &post
+	case !wantsCallStatus(obj) && live.StatusCallback == ours:
+		orig, method := "", ""
+		if saved != nil {
+			orig, method = saved.StatusCallback, saved.StatusCallbackMethod
+		}
+		u.StatusCallback = &orig
+		if method != "" {
+			u.StatusCallbackMethod = &method
+		}
+	}
 }
 
 // originalFrom is the routing to save before taking a number over. Our own

@@ -320,3 +320,38 @@ func TestAccountEventSinkIsPublished(t *testing.T) {
 		return ""
 	}, wait, tick).Should(Equal("http://broker-ingress.knative-eventing.svc/voice/default"))
 }
+
+// TestCallStatusCallbackTakenOverAndGivenBack: with spec.events.callStatus the
+// take-over points StatusCallback at the webhook server; turning it off or
+// handing the number back puts the original status callback back.
+func TestCallStatusCallbackTakenOverAndGivenBack(t *testing.T) {
+	const origStatus = "https://old-platform.example.com/status"
+	ns, acct, e164, tw := newScenario(t, func(n *twiliosim.Number) {
+		n.VoiceURL, n.StatusCallback, n.StatusCallbackMethod = originalURL, origStatus, "GET"
+	})
+	createNumber(t, ns, "status", acct, e164, func(n *twiliov1.TwilioPhoneNumber) {
+		n.Spec.Events = &twiliov1.EventsSpec{CallStatus: true}
+	})
+	n := waitReady(t, ns, "status", metav1.ConditionTrue, twiliov1.ReasonConfigured)
+	g := NewWithT(t)
+	g.Expect(n.Status.SavedRouting.StatusCallback).To(Equal(origStatus))
+	live := twilioNumber(g, tw.SID)
+	g.Expect([]string{live.StatusCallback, live.StatusCallbackMethod}).To(Equal([]string{testPublicURL + StatusPath, "POST"}))
+
+	// Turned off while routed: the original comes back, the number stays ours.
+	n = getNumber(g, ns, "status")
+	base := n.DeepCopy()
+	n.Spec.Events = nil
+	g.Expect(k8s.Patch(context.Background(), n, client.MergeFrom(base))).To(Succeed())
+	g.Eventually(func(g Gomega) []string {
+		l := twilioNumber(g, tw.SID)
+		return []string{l.VoiceURL, l.StatusCallback, l.StatusCallbackMethod}
+	}, wait, tick).Should(Equal([]string{testVoiceURL, origStatus, "GET"}))
+	waitReady(t, ns, "status", metav1.ConditionTrue, twiliov1.ReasonConfigured)
+	g.Expect(eventReasons(g, ns, "status")).NotTo(ContainElement("DriftDetected"))
+
+	setRouting(t, ns, "status", twiliov1.VoiceRoutingDisabled)
+	waitReady(t, ns, "status", metav1.ConditionTrue, twiliov1.ReasonRoutingDisabled)
+	live = twilioNumber(g, tw.SID)
+	g.Expect([]string{live.VoiceURL, live.StatusCallback}).To(Equal([]string{originalURL, origStatus}))
+}

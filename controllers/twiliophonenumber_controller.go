@@ -458,6 +458,9 @@ func (r *TwilioPhoneNumberReconciler) ensureRouted(ctx context.Context, s *numbe
 	}
 	if savedNow {
 		orig := originalFrom(live, r.VoiceURL, earlier...)
+		if orig.StatusCallback != "" && orig.StatusCallback == r.statusURL() {
+			orig.StatusCallback, orig.StatusCallbackMethod = "", "" // ours, never an original
+		}
 		if drift {
 			r.event(obj, corev1.EventTypeWarning, "DriftDetected", "Reconcile",
 				"Voice routing was changed outside the operator (now %s); no original routing was known, so this routing is saved as the original and restored on hand-back; re-applying", describe(live))
@@ -471,7 +474,9 @@ func (r *TwilioPhoneNumberReconciler) ensureRouted(ctx context.Context, s *numbe
 			"Voice routing was changed outside the operator (now %s); re-applying. The saved original is unchanged", describe(live))
 	}
 	fallbackURL, fallbackMethod, _ := desiredFallback(obj, saved)
-	if err := r.updateRouting(ctx, s, false, takeoverUpdate(live, r.VoiceURL, fallbackURL, fallbackMethod)); err != nil {
+	update := takeoverUpdate(live, r.VoiceURL, fallbackURL, fallbackMethod)
+	r.statusCallbackUpdate(obj, live, saved, &update)
+	if err := r.updateRouting(ctx, s, false, update); err != nil {
 		return r.twilioResult(obj, err)
 	}
 	obj.Status.ConfiguredVoiceURL = r.VoiceURL

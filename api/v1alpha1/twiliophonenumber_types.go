@@ -118,6 +118,12 @@ type EventsSpec struct {
 	// Sink receives the events as CloudEvents 1.0 over HTTP.
 	// +optional
 	Sink *EventSink `json:"sink,omitempty"`
+	// CallStatus, on a number, also delivers call lifecycle events: the
+	// take-over points the number's StatusCallback at the webhook server's
+	// /twilio/status (the original status callback is saved and restored
+	// with the rest of the routing). Off by default.
+	// +optional
+	CallStatus bool `json:"callStatus,omitempty"`
 }
 
 // EventSink is an HTTP endpoint that accepts CloudEvents 1.0 (binary mode):
