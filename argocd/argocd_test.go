@@ -1,7 +1,6 @@
 package argocd
 
 import (
-	"encoding/json"
 	"go/ast"
 	"go/parser"
 	"go/token"
@@ -14,98 +13,26 @@ import (
 	"testing"
 
 	. "github.com/onsi/gomega"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
 
 	twiliov1 "github.com/loquent/twilio-voice-operator/api/v1alpha1"
 	"github.com/loquent/twilio-voice-operator/controllers"
 )
 
-const (
-	group       = "twilio.loquent.io"
-	numberKind  = "TwilioPhoneNumber"
-	accountKind = "TwilioAccount"
-	actionsDir  = "actions/" + group + "/" + numberKind
-)
-
-func healthScript(t *testing.T, kind string) string {
-	return readFile(t, filepath.Join("health", group, kind, "health.lua"))
-}
-
-// Expected messages that are a condition's own message, word for word.
-const (
-	readyMessage  = "<Ready message>"
-	syncedMessage = "<Synced message>"
-)
-
-func TestHealth(t *testing.T) {
-	tests := []struct {
-		fixture, status, message string
-	}{
-		// Reconciling.
-		{"number-new.yaml", "Progressing", "Waiting for the operator to reconcile the number"},
-		{"number-generation-not-observed.yaml", "Progressing", "Waiting for the operator to reconcile generation 3"},
-		{"number-progressing.yaml", "Progressing", readyMessage},
-		// Retried Twilio errors keep the number out of Healthy, even with Ready=True.
-		{"number-twilio-api-error.yaml", "Progressing", syncedMessage},
-		{"number-rate-limited.yaml", "Progressing", syncedMessage},
-		{"number-takeover-paced.yaml", "Progressing", readyMessage},
-		{"number-disabled-retrying.yaml", "Progressing", syncedMessage},
-		{"number-configured.yaml", "Healthy", readyMessage},
-		{"number-original-unknown.yaml", "Healthy", readyMessage},
-		{"number-disabled.yaml", "Suspended", readyMessage},
-		// Someone has to act.
-		{"number-conflict.yaml", "Degraded", readyMessage},
-		{"number-account-not-ready.yaml", "Degraded", readyMessage},
-		{"number-not-found.yaml", "Degraded", readyMessage},
-		{"number-trunk-attached.yaml", "Degraded", readyMessage},
-		{"number-restore-blocked.yaml", "Degraded", readyMessage},
-		{"number-twilio-rejected.yaml", "Degraded", syncedMessage},
-		{"number-no-agent.yaml", "Degraded", readyMessage},
-		{"number-agent-not-allowed.yaml", "Degraded", readyMessage},
-		{"number-webhook-unreachable.yaml", "Degraded", readyMessage},
-		{"number-contested.yaml", "Degraded", readyMessage},
-
-		{"account-new.yaml", "Progressing", "Waiting for the operator to verify the credentials"},
-		{"account-generation-not-observed.yaml", "Progressing", "Waiting for the operator to reconcile generation 2"},
-		{"account-api-error.yaml", "Progressing", syncedMessage},
-		{"account-verified.yaml", "Healthy", readyMessage},
-		{"account-deleting-numbers-handed-back.yaml", "Healthy", readyMessage},
-		{"account-deleting-numbers-still-routed.yaml", "Progressing", "2 TwilioPhoneNumber(s) still hold saved originals and are handed back first: sales-line, support-line. Delete them or set voiceRouting: Disabled (deletionPolicy: Orphan deletes one without restoring)"},
-		{"account-invalid-credentials.yaml", "Degraded", readyMessage},
-		{"account-twilio-rejected.yaml", "Degraded", readyMessage},
-		{"account-secret-not-found.yaml", "Degraded", readyMessage},
-		{"account-secret-invalid.yaml", "Degraded", readyMessage},
-		{"account-conflict.yaml", "Degraded", readyMessage},
-		{"account-api-url-not-allowed.yaml", "Degraded", readyMessage},
-	}
-	scripts := map[string]string{numberKind: healthScript(t, numberKind), accountKind: healthScript(t, accountKind)}
-	for _, tt := range tests {
-		t.Run(strings.TrimSuffix(tt.fixture, ".yaml"), func(t *testing.T) {
-			g := NewWithT(t)
-			obj := loadObject(t, filepath.Join("testdata", tt.fixture))
-			want := health{Status: tt.status, Message: tt.message}
-			switch tt.message {
-			case readyMessage:
-				want.Message = conditionMessage(t, obj, twiliov1.ConditionReady)
-			case syncedMessage:
-				want.Message = conditionMessage(t, obj, twiliov1.ConditionSynced)
-			}
-			g.Expect(runHealth(t, scripts[obj["kind"].(string)], obj)).To(Equal(want))
-		})
-	}
-}
-
-func conditionMessage(t *testing.T, obj map[string]any, typ string) string {
+// fixtures lists every testdata file of every kind.
+func fixtures(t *testing.T) []string {
 	t.Helper()
-	status, _ := obj["status"].(map[string]any)
-	conds, _ := status["conditions"].([]any)
-	for _, c := range conds {
-		if c := c.(map[string]any); c["type"] == typ {
-			return c["message"].(string)
-		}
+	var files []string
+	for _, dir := range kindDirs(t) {
+		f, _ := filepath.Glob(filepath.Join(dir, "testdata", "*.yaml"))
+		a, _ := filepath.Glob(filepath.Join(dir, "actions", "testdata", "*.yaml"))
+		files = append(append(files, f...), a...)
 	}
-	t.Fatalf("fixture has no %s condition", typ)
-	return ""
+	if len(files) == 0 {
+		t.Fatal("no fixtures")
+	}
+	return files
 }
 
 // TestFixturesAreRealObjects decodes every fixture strictly into the API
@@ -114,37 +41,36 @@ func conditionMessage(t *testing.T, obj map[string]any, typ string) string {
 // fixture: a new reason fails here until someone decides its health.
 func TestFixturesAreRealObjects(t *testing.T) {
 	g := NewWithT(t)
-	files, err := filepath.Glob("testdata/*.yaml")
-	g.Expect(err).NotTo(HaveOccurred())
 	seen := map[string]bool{}
-	for _, f := range files {
+	for _, f := range fixtures(t) {
 		data, err := os.ReadFile(f)
 		g.Expect(err).NotTo(HaveOccurred())
-		var conds []struct{ Reason string }
+		g.Expect(string(data)).To(HavePrefix(recordedHeader), "%s is not recorded from a real reconcile", f)
+		var reasons []string
 		switch kind := loadObject(t, f)["kind"]; kind {
 		case numberKind:
 			var n twiliov1.TwilioPhoneNumber
 			g.Expect(yaml.UnmarshalStrict(data, &n)).To(Succeed(), f)
 			for _, c := range n.Status.Conditions {
-				conds = append(conds, struct{ Reason string }{c.Reason})
+				reasons = append(reasons, c.Reason)
 			}
 		case accountKind:
 			var a twiliov1.TwilioAccount
 			g.Expect(yaml.UnmarshalStrict(data, &a)).To(Succeed(), f)
 			for _, c := range a.Status.Conditions {
-				conds = append(conds, struct{ Reason string }{c.Reason})
+				reasons = append(reasons, c.Reason)
 			}
 		default:
 			t.Fatalf("%s: unexpected kind %v", f, kind)
 		}
-		for _, c := range conds {
-			seen[c.Reason] = true
+		for _, r := range reasons {
+			seen[r] = true
 		}
 	}
 	reasons := apiReasons(t)
 	g.Expect(reasons).NotTo(BeEmpty())
 	for _, r := range reasons {
-		g.Expect(seen).To(HaveKey(r), "no fixture in testdata/ has reason %s (api/v1alpha1/conditions.go)", r)
+		g.Expect(seen).To(HaveKey(r), "no fixture has reason %s (api/v1alpha1/conditions.go)", r)
 	}
 	for r := range seen {
 		g.Expect(reasons).To(ContainElement(r), "fixtures use reason %s, which api/v1alpha1 does not define", r)
@@ -178,70 +104,160 @@ func apiReasons(t *testing.T) []string {
 	return reasons
 }
 
-func TestActionDiscovery(t *testing.T) {
-	script := readFile(t, filepath.Join(actionsDir, "discovery.lua"))
-	withoutRouting := loadObject(t, "testdata/number-configured.yaml")
-	delete(withoutRouting["spec"].(map[string]any), "voiceRouting") // the CRD defaults it to Enabled
-	tests := []struct {
-		name                               string
-		obj                                map[string]any
-		restoreDisabled, configureDisabled bool
-	}{
-		{"enabled", loadObject(t, "testdata/number-configured.yaml"), false, true},
-		{"disabled", loadObject(t, "testdata/number-disabled.yaml"), true, false},
-		{"defaulted", withoutRouting, false, true},
+// condition returns a fixture's condition of this type, and whether it
+// describes the object's current generation.
+func condition(u *unstructured.Unstructured, typ string) (c map[string]any, current bool) {
+	conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+	for _, item := range conds {
+		if m := item.(map[string]any); m["type"] == typ {
+			og, _ := m["observedGeneration"].(int64)
+			return m, og >= u.GetGeneration()
+		}
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			g := NewWithT(t)
-			actions, ok := runLua(t, script, tt.obj).(map[string]any)
-			g.Expect(ok).To(BeTrue(), "discovery.lua must return a table of actions")
-			g.Expect(actions).To(HaveLen(2))
-			g.Expect(actions).To(HaveKeyWithValue("restore", HaveKeyWithValue("disabled", tt.restoreDisabled)))
-			g.Expect(actions).To(HaveKeyWithValue("configure", HaveKeyWithValue("disabled", tt.configureDisabled)))
-			for _, a := range actions {
-				g.Expect(a).To(HaveKeyWithValue("displayName", Not(BeEmpty())))
-				g.Expect(a).To(HaveKeyWithValue("iconClass", HavePrefix("fa ")))
+	return nil, false
+}
+
+// TestHealthRules states the rules of the issue in Go, independently of
+// the Lua, over every fixture the health checks are tested on:
+//   - Degraded exactly when Stalled=True for the current generation (a
+//     human must act); for objects without kstatus conditions, exactly when
+//     the Ready or Synced reason is one that Stalled would carry;
+//   - never Suspended: a sync with waves or hooks would wait forever;
+//   - Progressing while not reconciled, the generation not observed, or
+//     Reconciling=True;
+//   - a number handed back (Ready=True RoutingDisabled) is Healthy and says so.
+func TestHealthRules(t *testing.T) {
+	legacyStalled := map[string]bool{
+		twiliov1.ReasonConflict: true, twiliov1.ReasonNumberNotFound: true, twiliov1.ReasonTrunkAttached: true,
+		twiliov1.ReasonNoAgent: true, twiliov1.ReasonAgentNotAllowed: true, twiliov1.ReasonWebhookUnreachable: true,
+		twiliov1.ReasonContested: true, twiliov1.ReasonTwilioRejected: true, twiliov1.ReasonInvalidCredentials: true,
+		twiliov1.ReasonSecretNotFound: true, twiliov1.ReasonSecretInvalid: true, twiliov1.ReasonAPIURLNotAllowed: true,
+	}
+	for _, dir := range kindDirs(t) {
+		script := readFile(t, filepath.Join(dir, "health.lua"))
+		for _, tc := range loadHealthTests(t, dir).Tests {
+			file := filepath.Join(dir, tc.InputPath)
+			t.Run(file, func(t *testing.T) {
+				g := NewWithT(t)
+				u := loadUnstructured(t, file)
+				got, err := argoVM{}.executeHealthLua(u.Object, script)
+				g.Expect(err).NotTo(HaveOccurred())
+				g.Expect(got.Status).NotTo(Equal("Suspended"))
+				g.Expect(got.Message).NotTo(BeEmpty())
+
+				observed, found, _ := unstructured.NestedInt64(u.Object, "status", "observedGeneration")
+				stalled, stalledCurrent := condition(u, twiliov1.ConditionStalled)
+				reconciling, reconcilingCurrent := condition(u, twiliov1.ConditionReconciling)
+				ready, readyCurrent := condition(u, twiliov1.ConditionReady)
+				synced, syncedCurrent := condition(u, twiliov1.ConditionSynced)
+				deleting := u.GetDeletionTimestamp() != nil
+
+				var wantDegraded bool
+				switch {
+				case stalled != nil:
+					wantDegraded = stalledCurrent && stalled["status"] == "True"
+				case !deleting && (!found || observed < u.GetGeneration()):
+					wantDegraded = false
+				default: // written before Stalled existed
+					wantDegraded = !deleting && (readyCurrent && ready["status"] == "False" && legacyStalled[ready["reason"].(string)] ||
+						syncedCurrent && synced["status"] == "False" && synced["reason"] == twiliov1.ReasonTwilioRejected)
+				}
+				g.Expect(got.Status == "Degraded").To(Equal(wantDegraded), "Degraded only (and always) when a human must act: %+v", got)
+
+				if !deleting && (!found || observed == 0 || observed < u.GetGeneration()) {
+					g.Expect(got.Status).To(Equal("Progressing"), "not reconciled yet")
+				}
+				if !wantDegraded && reconcilingCurrent && reconciling["status"] == "True" {
+					g.Expect(got.Status).To(Equal("Progressing"), "Reconciling=True")
+				}
+				if !deleting && stalled != nil && !wantDegraded && reconcilingCurrent && reconciling["status"] == "False" && observed == u.GetGeneration() {
+					g.Expect(got.Status).To(Equal("Healthy"), "settled")
+				}
+				if !deleting && readyCurrent && ready["status"] == "True" && ready["reason"] == twiliov1.ReasonRoutingDisabled && !wantDegraded &&
+					(reconciling == nil || reconciling["status"] == "False") {
+					g.Expect(got.Status).To(Equal("Healthy"), "handed back")
+					g.Expect(got.Message).To(ContainSubstring("Handed back"))
+				}
+			})
+		}
+	}
+}
+
+// TestDeletingObjectsInArgoCD documents what each side shows for an object
+// being deleted. Argo CD v3.5 and v3.6 answer Progressing "Pending
+// deletion" without running the script (gitops-engine health.go,
+// GetResourceHealth); the script's own answer, which names what blocks the
+// deletion (RestoreBlocked, numbers still routed), is what Argo CD shows
+// once it runs health checks for terminating objects (argoproj/argo-cd#27595).
+func TestDeletingObjectsInArgoCD(t *testing.T) {
+	deleting := 0
+	for _, dir := range kindDirs(t) {
+		script := readFile(t, filepath.Join(dir, "health.lua"))
+		for _, tc := range loadHealthTests(t, dir).Tests {
+			u := loadUnstructured(t, filepath.Join(dir, tc.InputPath))
+			if u.GetDeletionTimestamp() == nil {
+				continue
 			}
-		})
+			deleting++
+			t.Run(tc.InputPath, func(t *testing.T) {
+				g := NewWithT(t)
+				inArgoCD, err := argoVM{}.resourceHealth(u.Object, script)
+				g.Expect(err).NotTo(HaveOccurred())
+				g.Expect(*inArgoCD).To(Equal(healthStatus{Status: "Progressing", Message: "Pending deletion"}))
+				own, err := argoVM{}.executeHealthLua(u.Object, script)
+				g.Expect(err).NotTo(HaveOccurred())
+				g.Expect(own.Message).NotTo(Equal("Pending deletion"), "the script says what the deletion waits for")
+				if ready, current := condition(u, twiliov1.ConditionReady); current && ready["reason"] == twiliov1.ReasonRestoreBlocked {
+					g.Expect(own.Message).To(Equal(ready["message"]), "RestoreBlocked is shown as the operator wrote it")
+				}
+			})
+		}
+	}
+	if deleting == 0 {
+		t.Fatal("no fixture of a deleting object")
 	}
 }
 
-// TestActions checks that each action changes spec.voiceRouting and nothing
-// else: Argo CD patches the live object with the difference.
-func TestActions(t *testing.T) {
-	tests := []struct {
-		action, fixture, want string
-	}{
-		{"restore", "number-configured.yaml", string(twiliov1.VoiceRoutingDisabled)},
-		{"configure", "number-disabled.yaml", string(twiliov1.VoiceRoutingEnabled)},
-		// Idempotent: Argo CD may run an action twice.
-		{"restore", "number-disabled.yaml", string(twiliov1.VoiceRoutingDisabled)},
-	}
-	for _, tt := range tests {
-		t.Run(tt.action+"/"+tt.fixture, func(t *testing.T) {
-			g := NewWithT(t)
-			obj := loadObject(t, filepath.Join("testdata", tt.fixture))
-			want := normalise(t, obj)
-			want.(map[string]any)["spec"].(map[string]any)["voiceRouting"] = tt.want
-			got := runLua(t, readFile(t, filepath.Join(actionsDir, tt.action, "action.lua")), obj)
-			g.Expect(normalise(t, got)).To(Equal(want))
-		})
-	}
-}
+// TestArgoVMReplica pins the behaviours of Argo CD's VM that the scripts
+// rely on or must not rely on.
+func TestArgoVMReplica(t *testing.T) {
+	obj := map[string]any{"metadata": map[string]any{"name": "x", "generation": int64(3)}}
+	run := func(vm argoVM, script string) (*healthStatus, error) { return vm.executeHealthLua(obj, script) }
+	g := NewWithT(t)
 
-// normalise gives v the shape of a JSON round trip (numbers as float64).
-func normalise(t *testing.T, v any) any {
-	t.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
+	// argocd-cm without useOpenLibs: no string, math or os globals; table and require("os") are there.
+	hs, err := run(argoVM{}, `return {status = "Healthy", message = type(string) .. " " .. type(os) .. " " .. type(math) .. " " ..
+		type(table.concat) .. " " .. type(require("os").time()) .. " " .. type(actionParams)}`)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(hs.Message).To(Equal("nil nil nil function number table"))
+	hs, err = run(argoVM{useOpenLibs: true}, `return {status = "Healthy", message = type(string) .. " " .. type(os)}`)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(hs.Message).To(Equal("table table"))
+
+	// Numbers arrive as Lua numbers; unknown fields of the answer are dropped.
+	hs, err = run(argoVM{}, `return {status = "Progressing", message = "gen " .. obj.metadata.generation, deletionMessage = "ignored"}`)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(*hs).To(Equal(healthStatus{Status: "Progressing", Message: "gen 3"}))
+
+	// An empty table or nil is no health; an unknown status is Unknown.
+	for _, script := range []string{"return {}", "return nil"} {
+		hs, err = run(argoVM{}, script)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(*hs).To(Equal(healthStatus{}))
 	}
-	var out any
-	if err := json.Unmarshal(b, &out); err != nil {
-		t.Fatal(err)
-	}
-	return out
+	hs, err = run(argoVM{}, `return {status = "Paused"}`)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(*hs).To(Equal(healthStatus{Status: "Unknown", Message: "Lua returned an invalid health status"}))
+
+	// A run-time error reaches the user without a stack trace.
+	_, err = run(argoVM{}, `error("no such thing", 0)`)
+	g.Expect(err).To(MatchError("no such thing"))
+	_, err = run(argoVM{}, `local s = string.format("%d", 1)`)
+	g.Expect(err).To(HaveOccurred(), "string is not opened for argocd-cm scripts")
+
+	// A script that never ends is stopped after a second.
+	_, err = run(argoVM{}, `while true do end`)
+	g.Expect(err).To(HaveOccurred())
 }
 
 // snippet is argocd-cm-snippet.yaml: a ConfigMap.
@@ -278,39 +294,47 @@ func loadSnippet(t *testing.T) snippet {
 }
 
 // TestSnippetEmbedsTheFiles keeps the argocd-cm snippet and the Lua files
-// from drifting apart: every Lua file is in the snippet, word for word, and
-// the snippet has no Lua of its own.
+// from drifting apart: every Lua file under resource_customizations/ is in
+// the snippet, word for word, under the key argocd-cm gives its group and
+// kind, and the snippet has no Lua of its own.
 func TestSnippetEmbedsTheFiles(t *testing.T) {
 	g := NewWithT(t)
 	data := loadSnippet(t).Data
 	embedded := map[string]string{} // file path -> the snippet's copy
-	for _, kind := range []string{numberKind, accountKind} {
-		key := "resource.customizations.health." + group + "_" + kind
-		g.Expect(data).To(HaveKey(key))
-		embedded[filepath.Join("health", group, kind, "health.lua")] = data[key]
+	for _, dir := range kindDirs(t) {
+		key := filepath.Base(filepath.Dir(dir)) + "_" + filepath.Base(dir)
+		g.Expect(data).To(HaveKey("resource.customizations.health." + key))
+		embedded[filepath.Join(dir, "health.lua")] = data["resource.customizations.health."+key]
+		if _, err := os.Stat(filepath.Join(dir, "actions")); err != nil {
+			g.Expect(data).NotTo(HaveKey("resource.customizations.actions." + key))
+			continue
+		}
+		g.Expect(data).To(HaveKey("resource.customizations.actions." + key))
+		var actions actionsConfig
+		g.Expect(yaml.UnmarshalStrict([]byte(data["resource.customizations.actions."+key]), &actions)).To(Succeed())
+		embedded[filepath.Join(dir, "actions", "discovery.lua")] = actions.Discovery
+		for _, d := range actions.Definitions {
+			embedded[filepath.Join(dir, "actions", d.Name, "action.lua")] = d.Action
+		}
 	}
-	key := "resource.customizations.actions." + group + "_" + numberKind
-	g.Expect(data).To(HaveKey(key))
-	var actions actionsConfig
-	g.Expect(yaml.UnmarshalStrict([]byte(data[key]), &actions)).To(Succeed())
-	embedded[filepath.Join(actionsDir, "discovery.lua")] = actions.Discovery
-	for _, d := range actions.Definitions {
-		embedded[filepath.Join(actionsDir, d.Name, "action.lua")] = d.Action
-	}
-
 	var files []string
-	for _, root := range []string{"health", "actions"} {
-		g.Expect(filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-			if err == nil && strings.HasSuffix(path, ".lua") {
-				files = append(files, path)
-			}
-			return err
-		})).To(Succeed())
+	g.Expect(filepath.WalkDir(customizations, func(path string, _ fs.DirEntry, err error) error {
+		if err == nil && strings.HasSuffix(path, ".lua") {
+			files = append(files, path)
+		}
+		return err
+	})).To(Succeed())
+	keys := make([]string, 0, len(embedded))
+	for k := range embedded {
+		keys = append(keys, k)
 	}
-	slices.Sort(files)
-	g.Expect(files).To(ConsistOf(keys(embedded)), "Lua files and the snippet's Lua must match one to one")
+	g.Expect(files).To(ConsistOf(keys), "Lua files and the snippet's Lua must match one to one")
 	for _, f := range files {
 		g.Expect(embedded[f]).To(Equal(readFile(t, f)), "the snippet's copy of %s differs from the file", f)
+	}
+	for key := range data {
+		g.Expect(slices.ContainsFunc([]string{"resource.customizations.health.", "resource.customizations.actions.",
+			"resource.customizations.ignoreDifferences."}, func(p string) bool { return strings.HasPrefix(key, p) })).To(BeTrue(), key)
 	}
 }
 
@@ -333,14 +357,8 @@ func TestSnippetIgnoresControllerFields(t *testing.T) {
 	g.Expect(number.JSONPointers).To(ContainElements("/status", annotation))
 	g.Expect(number.JQPathExpressions).To(ContainElement(
 		`.metadata.finalizers[]? | select(. == "` + controllers.Finalizer + `")`))
-	g.Expect(parse(accountKind).JSONPointers).To(ContainElement("/status"))
-}
-
-func keys(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
+	account := parse(accountKind)
+	g.Expect(account.JSONPointers).To(ContainElement("/status"))
+	g.Expect(account.JQPathExpressions).To(ContainElement(
+		`.metadata.finalizers[]? | select(. == "` + twiliov1.AccountFinalizer + `")`))
 }

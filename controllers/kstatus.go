@@ -62,6 +62,8 @@ func setKstatus(conds *[]metav1.Condition, gen int64, stalled func(ready *metav1
 	var busy *metav1.Condition
 	switch {
 	case stall != nil:
+	case ready == nil && synced != nil && synced.Status == metav1.ConditionFalse:
+		busy = synced // no verdict yet because Twilio keeps failing
 	case ready == nil:
 		busy = &metav1.Condition{Reason: twiliov1.ReasonProgressing, Message: "The operator has not reported yet"}
 	case ready.Status != metav1.ConditionTrue:

@@ -38,7 +38,7 @@ const (
 	IndexAccountSID = "spec.accountSid"
 	// IndexAgentHeadersSecret indexes TwilioPhoneNumbers by
 	// spec.agent.headersSecretRef.name.
-	IndexAgentHeadersSecret = "spec.agent.headersSecretRef.name"
+	IndexAgentHeadersSecret = "spec.agent.headersSecretRef.name" //nolint:gosec // a field path, not a credential
 )
 
 // SetupIndexes registers the field indexes both reconcilers use.

@@ -208,6 +208,8 @@ func (r *TwilioPhoneNumberReconciler) reconcileDelete(ctx context.Context, s *nu
 				describeSaved(*saved), obj.Spec.AccountRef.Name))
 		return ctrl.Result{}, nil // the account watch requeues this object
 	}
+	setCondition(&obj.Status.Conditions, obj.Generation, twiliov1.ConditionReady, metav1.ConditionFalse, twiliov1.ReasonProgressing,
+		"Being deleted: restoring the original routing ("+describeSaved(*saved)+") before the object goes")
 	found, err := r.observe(ctx, s)
 	if err != nil {
 		return r.twilioResult(obj, err)
@@ -577,8 +579,12 @@ func (r *TwilioPhoneNumberReconciler) ensureRestored(ctx context.Context, s *num
 		}
 	}
 	if saved == nil {
-		setCondition(&obj.Status.Conditions, obj.Generation, twiliov1.ConditionReady, metav1.ConditionTrue, twiliov1.ReasonRoutingDisabled,
-			"Voice routing is Disabled; the operator holds no saved routing for this number and leaves it as it is ("+describe(s.live.Routing)+")")
+		obj.Status.ConfiguredVoiceURL = "" // nothing of ours is configured
+		if !r.prevCurrent(s, twiliov1.ReasonRoutingDisabled) {
+			// Keep the message of a hand-back this generation already reported.
+			setCondition(&obj.Status.Conditions, obj.Generation, twiliov1.ConditionReady, metav1.ConditionTrue, twiliov1.ReasonRoutingDisabled,
+				"Voice routing is Disabled; the operator holds no saved routing for this number and leaves it as it is ("+describe(s.live.Routing)+")")
+		}
 		return r.twilioResult(obj, nil)
 	}
 	if err := r.refresh(ctx, s); err != nil {

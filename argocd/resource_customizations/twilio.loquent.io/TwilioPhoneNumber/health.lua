@@ -1,0 +1,153 @@
+-- Health of a TwilioPhoneNumber (twilio.loquent.io, twilio-voice-operator).
+--
+-- The operator writes two kstatus conditions with every status write:
+--   Stalled=True      a human must act: Conflict, NumberNotFound, TrunkAttached,
+--                     NoAgent, AgentNotAllowed, WebhookUnreachable, Contested,
+--                     TwilioRejected, or waiting for an account that is itself
+--                     stalled (AccountNotReady, RestoreBlocked)
+--   Reconciling=True  work under way: not reconciled yet, waiting for an account
+--                     that is verifying, waiting for its take-over turn,
+--                     applying a change, retrying Twilio
+-- Degraded     Stalled=True for the current generation, and nothing else.
+-- Progressing  not reconciled yet, generation not observed, Reconciling=True.
+-- Healthy      everything else, a number handed back (voiceRouting: Disabled)
+--              included: Suspended would hold a sync with waves or hooks forever.
+-- Objects written by an operator older than Stalled and Reconciling are read
+-- from their Ready and Synced reasons instead.
+--
+-- Deleting: Argo CD v3.5 and v3.6 do not run this script for an object with
+-- metadata.deletionTimestamp (they show Progressing "Pending deletion"); the
+-- branch below serves versions that do (argoproj/argo-cd#27595) and
+-- `argocd admin settings resource-overrides health`.
+--
+-- Only the base and table libraries are used: argocd-cm runs health checks
+-- without useOpenLibs.
+
+local hs = {}
+local metadata = obj.metadata or {}
+local generation = metadata.generation or 0
+local status = obj.status or {}
+local conditions = status.conditions or {}
+
+local function find(conditionType)
+  for _, c in ipairs(conditions) do
+    if c.type == conditionType then
+      return c
+    end
+  end
+  return nil
+end
+
+-- current: the condition describes the object's current generation.
+local function current(c)
+  return c ~= nil and (c.observedGeneration == nil or c.observedGeneration >= generation)
+end
+
+local function isTrue(c)
+  return current(c) and c.status == "True"
+end
+
+local function text(c)
+  if c.message ~= nil and c.message ~= "" then
+    return c.message
+  end
+  return c.reason or c.type
+end
+
+local function result(healthStatus, message)
+  hs.status = healthStatus
+  hs.message = message
+  return hs
+end
+
+local ready = find("Ready")
+local synced = find("Synced")
+local stalled = find("Stalled")
+local reconciling = find("Reconciling")
+
+if metadata.deletionTimestamp ~= nil then
+  if isTrue(stalled) then
+    return result("Degraded", text(stalled))
+  end
+  if current(ready) and ready.reason == "RestoreBlocked" then
+    return result("Progressing", text(ready))
+  end
+  local waits = {}
+  for _, f in ipairs(metadata.finalizers or {}) do
+    if f == "twilio.loquent.io/restore-voice-routing" then
+      table.insert(waits, f .. " (the operator restores the saved original routing in Twilio first)")
+    else
+      table.insert(waits, f)
+    end
+  end
+  local message = "Pending deletion"
+  if #waits > 0 then
+    message = message .. "; blocked by finalizers: " .. table.concat(waits, ", ")
+  end
+  if current(synced) and synced.status == "False" then
+    message = message .. "; " .. text(synced)
+  end
+  return result("Progressing", message)
+end
+
+local observed = status.observedGeneration or 0
+if observed == 0 or status.conditions == nil then
+  return result("Progressing", "Waiting for the operator to reconcile the number")
+end
+if observed < generation then
+  return result("Progressing", "Waiting for the operator to reconcile generation " .. generation)
+end
+
+local function healthy()
+  if ready == nil then
+    return result("Healthy", "Reconciled")
+  end
+  if ready.reason == "RoutingDisabled" then
+    return result("Healthy", "Handed back: " .. text(ready))
+  end
+  return result("Healthy", text(ready))
+end
+
+if stalled ~= nil or reconciling ~= nil then
+  if isTrue(stalled) then
+    return result("Degraded", text(stalled))
+  end
+  if not current(stalled) or not current(reconciling) then
+    return result("Progressing", "Waiting for the operator to reconcile generation " .. generation)
+  end
+  if reconciling.status == "True" then
+    local message = text(reconciling)
+    if current(synced) and synced.status == "False" and text(synced) ~= message then
+      message = message .. "; " .. text(synced)
+    end
+    return result("Progressing", message)
+  end
+  return healthy()
+end
+
+-- Written before Stalled and Reconciling existed: the reasons say it.
+local stalledReasons = {
+  Conflict = true,
+  NumberNotFound = true,
+  TrunkAttached = true,
+  NoAgent = true,
+  AgentNotAllowed = true,
+  WebhookUnreachable = true,
+  Contested = true,
+}
+if current(ready) and ready.status == "False" and stalledReasons[ready.reason] then
+  return result("Degraded", text(ready))
+end
+if current(synced) and synced.status == "False" and synced.reason == "TwilioRejected" then
+  return result("Degraded", text(synced))
+end
+if current(synced) and synced.status ~= "True" then
+  return result("Progressing", text(synced))
+end
+if not current(ready) then
+  return result("Progressing", "Applying generation " .. generation)
+end
+if ready.status ~= "True" then
+  return result("Progressing", text(ready))
+end
+return healthy()
