@@ -40,6 +40,13 @@ func newAgentDialer(timeout time.Duration, policy *egress.Policy, m *Metrics) *w
 // agentProxy wraps proxy (http.ProxyFromEnvironment) so that an agent
 // reached through a proxy is checked against policy first.
 func agentProxy(policy *egress.Policy, proxy func(*http.Request) (*url.URL, error), m *Metrics) func(*http.Request) (*url.URL, error) {
+	return egressProxy(policy, proxy, "agent", func(err error) { countRefusal(m, err) })
+}
+
+// egressProxy wraps proxy (http.ProxyFromEnvironment) so that a destination
+// (what: "agent", "event sink") reached through a proxy is checked against
+// policy first; refused sees every refusal.
+func egressProxy(policy *egress.Policy, proxy func(*http.Request) (*url.URL, error), what string, refused func(error)) func(*http.Request) (*url.URL, error) {
 	return func(req *http.Request) (*url.URL, error) {
 		u, err := proxy(req)
 		if err != nil || u == nil {
@@ -52,13 +59,13 @@ func agentProxy(policy *egress.Policy, proxy func(*http.Request) (*url.URL, erro
 		if p := req.URL.Port(); p != "" {
 			n, err := strconv.ParseUint(p, 10, 16)
 			if err != nil {
-				return nil, fmt.Errorf("agent port %q: %w", p, err)
+				return nil, fmt.Errorf("%s port %q: %w", what, p, err)
 			}
 			port = uint16(n)
 		}
 		if err := policy.CheckResolved(req.Context(), nil, req.URL.Hostname(), port); err != nil {
-			countRefusal(m, err)
-			return nil, fmt.Errorf("agent through proxy %s: %w", u.Redacted(), err)
+			refused(err)
+			return nil, fmt.Errorf("%s through proxy %s: %w", what, u.Redacted(), err)
 		}
 		return u, nil
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/xml"
 	"errors"
 	"io"
+	"net/url"
 	"reflect"
 	"strings"
 	"testing"
@@ -92,7 +93,7 @@ var fallbackCases = []struct {
 // parameter values and every kind of fallback.
 func TestAnswerTemplatesMatchTwiML(t *testing.T) {
 	const sid = "AC0123456789abcdef0123456789abcdef"
-	tpl, err := newAnswerTemplates("https://v.example.com/twilio/recording", "wss://v.example.com/twilio/stream/")
+	tpl, err := newAnswerTemplates(recordingCallbackURL("https://v.example.com"), "wss://v.example.com/twilio/stream/")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,18 +104,30 @@ func TestAnswerTemplatesMatchTwiML(t *testing.T) {
 		}
 		_, verbs := fallbackVerbs(fc.spec, fc.saved)
 		for _, record := range []bool{true, false} {
-			for _, from := range []string{"+15551234567", `client:<x>&"y'`, "a\tb\nc", placeholderTo, placeholderFallback, ""} {
-				got := tpl.render(record, frag, sid, from, "+15559876543", "v1.123.abc")
-				want, err := answerTwiML(answer{record: record, recordingCallback: "https://v.example.com/twilio/recording",
-					streamURL: "wss://v.example.com/twilio/stream/" + sid, from: from, to: "+15559876543", token: "v1.123.abc", fallback: verbs})
+			for i, from := range []string{"+15551234567", `client:<x>&"y'`, "a\tb\nc", placeholderTo, placeholderFallback, ""} {
+				to := []string{"+15559876543", "client:bob <&>", "sip:a b@c?d=1#x", "+15559876543", "é+%", ""}[i]
+				got := tpl.render(record, frag, sid, from, to, "v1.123.abc")
+				// The called number is query-escaped in the callback URL: every
+				// byte but the unreserved ones as %XX (url.QueryEscape, with a
+				// space as %20 rather than +).
+				callback := "https://v.example.com/twilio/recording?to=" + strings.ReplaceAll(url.QueryEscape(to), "+", "%20") + ConnectionOverrides
+				want, err := answerTwiML(answer{record: record, recordingCallback: callback,
+					streamURL: "wss://v.example.com/twilio/stream/" + sid, from: from, to: to, token: "v1.123.abc", fallback: verbs})
 				if err != nil {
 					t.Fatal(err)
 				}
 				if g, w := parseXMLTree(t, got), parseXMLTree(t, want); !reflect.DeepEqual(g, w) {
-					t.Errorf("%s, record=%v, From %q:\n got %+v\nwant %+v", fc.name, record, from, g, w)
+					t.Errorf("%s, record=%v, From %q, To %q:\n got %+v\nwant %+v", fc.name, record, from, to, g, w)
 				}
 				if strings.Contains(got, "__tvo_") && from != placeholderTo && from != placeholderFallback {
 					t.Errorf("a placeholder is left in %s", got)
+				}
+				if record {
+					d := parseTwiML(t, got)
+					u, err := url.Parse(d.Start.Recording.Callback)
+					if err != nil || u.Query().Get(RecordingToParam) != to || "#"+u.Fragment != ConnectionOverrides {
+						t.Errorf("callback URL %q does not carry to=%q and the overrides (%v)", d.Start.Recording.Callback, to, err)
+					}
 				}
 			}
 		}
@@ -125,7 +138,7 @@ func TestAnswerTemplatesMatchTwiML(t *testing.T) {
 // before fallbacks existed.
 func TestAnswerWithoutFallbackEndsAtConnect(t *testing.T) {
 	g := NewWithT(t)
-	tpl, err := newAnswerTemplates("https://v.example.com/twilio/recording", "wss://v.example.com/twilio/stream/")
+	tpl, err := newAnswerTemplates(recordingCallbackURL("https://v.example.com"), "wss://v.example.com/twilio/stream/")
 	g.Expect(err).NotTo(HaveOccurred())
 	frag, action, err := RenderFallback(nil, &twiliov1.SavedRouting{VoiceURL: "https://old.example.com/voice"})
 	g.Expect(err).NotTo(HaveOccurred())
@@ -142,7 +155,7 @@ func TestAnswerWithoutFallbackEndsAtConnect(t *testing.T) {
 // TestFallbackTwiML reads each kind of fallback back from a call's answer
 // as Twilio would.
 func TestFallbackTwiML(t *testing.T) {
-	tpl, err := newAnswerTemplates("https://v.example.com/twilio/recording", "wss://v.example.com/twilio/stream/")
+	tpl, err := newAnswerTemplates(recordingCallbackURL("https://v.example.com"), "wss://v.example.com/twilio/stream/")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,14 +232,25 @@ func TestFallbackTwiML(t *testing.T) {
 func TestCompileTemplate(t *testing.T) {
 	g := NewWithT(t)
 	all := placeholderAccount + placeholderFrom + placeholderTo + placeholderToken + placeholderFallback
-	tpl, err := compileTemplate("a" + placeholderFallback + "b" + strings.ReplaceAll(all, placeholderFallback, "") + "c")
+	once := [numSlots]int{1, 1, 1, 1, 1, 0}
+	tpl, err := compileTemplate("a"+placeholderFallback+"b"+strings.ReplaceAll(all, placeholderFallback, "")+"c", once)
 	g.Expect(err).NotTo(HaveOccurred())
-	vals := [numSlots]string{"A", "F", "T", "K", "<x/>"}
+	vals := [numSlots]string{"A", "F", "T", "K", "<x/>", "unused"}
 	g.Expect(tpl.fill(&vals)).To(Equal("a<x/>bAFTKc"))
-	_, err = compileTemplate(all + placeholderTo)
-	g.Expect(err).To(MatchError(ContainSubstring(placeholderTo + " occurs 2 times")))
-	_, err = compileTemplate(strings.ReplaceAll(all, placeholderToken, ""))
-	g.Expect(err).To(MatchError(ContainSubstring(placeholderToken + " occurs 0 times")))
+	_, err = compileTemplate(all+placeholderTo, once)
+	g.Expect(err).To(MatchError(ContainSubstring(placeholderTo + " occurs 2 times, want 1")))
+	_, err = compileTemplate(strings.ReplaceAll(all, placeholderToken, ""), once)
+	g.Expect(err).To(MatchError(ContainSubstring(placeholderToken + " occurs 0 times, want 1")))
+	_, err = compileTemplate(all+placeholderCallbackTo, once)
+	g.Expect(err).To(MatchError(ContainSubstring(placeholderCallbackTo + " occurs 1 times, want 0")))
+
+	// The callback number slot is written query-escaped.
+	withTo := once
+	withTo[slotCallbackTo] = 1
+	tpl, err = compileTemplate(all+"?to="+placeholderCallbackTo, withTo)
+	g.Expect(err).NotTo(HaveOccurred())
+	vals[slotCallbackTo] = "+1 5&é"
+	g.Expect(tpl.fill(&vals)).To(Equal("AFTK<x/>?to=%2B1%205%26%C3%A9"))
 }
 
 func TestXMLAttr(t *testing.T) {

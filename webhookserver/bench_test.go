@@ -83,7 +83,7 @@ func BenchmarkVoiceBare(b *testing.B) {
 // fallback and for one with a Say fallback (its fragment pre-rendered, as the
 // routing table holds it).
 func BenchmarkVoiceRender(b *testing.B) {
-	tpl, err := newAnswerTemplates("https://v.example.com/twilio/recording", "wss://v.example.com/twilio/stream/")
+	tpl, err := newAnswerTemplates(recordingCallbackURL("https://v.example.com"), "wss://v.example.com/twilio/stream/")
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -47,12 +47,12 @@ type Config struct {
 	// StreamTokenReloadInterval is how often the stream token keys are
 	// re-read while running; 0 reads them only at start.
 	StreamTokenReloadInterval time.Duration
-	// AgentAllowedDestinations is the agent egress allow-list (host names,
-	// *.domains, IPs, CIDRs); empty allows every destination that is not
-	// refused anyway (see internal/egress).
+	// AgentAllowedDestinations is the agent (and event sink) egress
+	// allow-list (host names, *.domains, IPs, CIDRs); empty allows every
+	// destination that is not refused anyway (see internal/egress).
 	AgentAllowedDestinations []string
-	// AllowLoopbackAgents lets agents on loopback through (local demos and
-	// tests only); the server's own ports stay refused.
+	// AllowLoopbackAgents lets agents and event sinks on loopback through
+	// (local demos and tests only); the server's own ports stay refused.
 	AllowLoopbackAgents bool
 	// Zap configures logging.
 	Zap zap.Options
@@ -86,8 +86,8 @@ func parseFlags(out io.Writer, args []string) (Config, error) {
 	fs.DurationVar(&c.AgentDialTimeout, "agent-dial-timeout", 5*time.Second, "How long connecting to a number's agent may take before the call's stream is closed.")
 	fs.DurationVar(&c.StreamTokenTTL, "stream-token-ttl", 5*time.Minute, "How long after the voice webhook answered a call its media stream may start.")
 	fs.DurationVar(&c.StreamTokenReloadInterval, "stream-token-reload-interval", 30*time.Second, "How often the stream token keys are re-read, so a rotation needs no restart (at least 1s; 0 reads them only at start).")
-	fs.StringVar(&agentAllowed, "agent-allowed-destinations", "", "Comma-separated allow-list of agent destinations: host names, *.domain (any name below it), IP addresses, CIDRs. Empty allows any destination except loopback, link-local (169.254.0.0/16, fe80::/10), unspecified and multicast addresses and this server's own ports, which are refused either way. Checked on the resolved address when connecting.")
-	fs.BoolVar(&c.AllowLoopbackAgents, "allow-loopback-agents", false, "Allow agents on loopback addresses (127.0.0.0/8, ::1, localhost), except this server's own ports. For local demos and tests only: in a pod, loopback is the pod itself.")
+	fs.StringVar(&agentAllowed, "agent-allowed-destinations", "", "Comma-separated allow-list of agent and event sink destinations: host names, *.domain (any name below it), IP addresses, CIDRs. Empty allows any destination except loopback, link-local (169.254.0.0/16, fe80::/10), unspecified and multicast addresses and this server's own ports, which are refused either way. Checked on the resolved address when connecting.")
+	fs.BoolVar(&c.AllowLoopbackAgents, "allow-loopback-agents", false, "Allow agents and event sinks on loopback addresses (127.0.0.0/8, ::1, localhost), except this server's own ports. For local demos and tests only: in a pod, loopback is the pod itself.")
 	c.Zap.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return c, err

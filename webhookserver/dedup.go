@@ -32,3 +32,12 @@ func (d *dedupSet) seenFor(key string, ttl time.Duration) bool {
 	d.cache.Add(key, struct{}{}, ttl)
 	return false
 }
+
+// contains reports whether key was added (and not yet evicted), without
+// adding it.
+func (d *dedupSet) contains(key string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	_, ok := d.cache.Get(key)
+	return ok
+}

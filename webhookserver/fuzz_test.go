@@ -136,20 +136,31 @@ func FuzzSignatureCheck(f *testing.F) {
 		}
 		v := []AccountValidator{{AccountSID: fuzzAccount, Validator: twclient.NewRequestValidator(token)}}
 		r := httptest.NewRequest(http.MethodPost, path, nil)
-		for _, base := range []string{testPublicURL, "https://voice.example.test:443"} {
-			sig := sign(token, base+path, form)
-			if !c.checkForm(r, form, sig, v) {
-				t.Fatalf("Twilio's signature over %s%s refused", base, path)
+		for _, overrides := range []bool{false, true} {
+			for _, base := range []string{testPublicURL, "https://voice.example.test:443"} {
+				sig := sign(token, base+path, form)
+				if !c.checkForm(r, form, sig, v, overrides) {
+					t.Fatalf("Twilio's signature over %s%s refused", base, path)
+				}
+				if c.checkForm(r, form, flipChar(sig, flip), v, overrides) {
+					t.Fatalf("altered signature %q accepted", flipChar(sig, flip))
+				}
+				// Over the URL with the connection overrides' fragment: accepted
+				// only where the server puts it.
+				withFragment := sign(token, base+path+ConnectionOverrides, form)
+				if c.checkForm(r, form, withFragment, v, overrides) != overrides {
+					t.Fatalf("signature over %s%s%s: accepted=%v with overrides=%v", base, path, ConnectionOverrides, !overrides, overrides)
+				}
 			}
-			if c.checkForm(r, form, flipChar(sig, flip), v) {
-				t.Fatalf("altered signature %q accepted", flipChar(sig, flip))
+			if c.checkForm(r, form, sign(token+"x", testPublicURL+path, form), v, overrides) {
+				t.Fatal("another token's signature accepted")
 			}
-		}
-		if c.checkForm(r, form, sign(token+"x", testPublicURL+path, form), v) {
-			t.Fatal("another token's signature accepted")
-		}
-		if c.checkForm(r, form, sign(token, "https://pod.internal"+path, form), v) {
-			t.Fatal("a signature over another host accepted")
+			if c.checkForm(r, form, sign(token, "https://pod.internal"+path, form), v, overrides) {
+				t.Fatal("a signature over another host accepted")
+			}
+			if c.checkForm(r, form, sign(token, testPublicURL+path+"#rc=5", form), v, overrides) {
+				t.Fatal("a signature over another fragment accepted")
+			}
 		}
 
 		for _, base := range []string{"wss://voice.example.test", "wss://voice.example.test:443", testPublicURL, "https://voice.example.test:443"} {

@@ -79,6 +79,17 @@ type Metrics struct {
 	// per-replica cap was reached, by kind (connections, streams,
 	// legacy_pending_streams).
 	CapacityRefusals *prometheus.CounterVec
+	// Events counts the events of recording callbacks and SMS webhooks by
+	// CloudEvents type and result: delivered (the sink accepted it),
+	// retried (delivery failed within the server's budget; Twilio was
+	// answered 503 to send the callback again), failed (the sink refused it
+	// for good, or the egress policy refused the sink; Twilio was answered
+	// 2xx) or no_sink (none configured: logged only).
+	Events *prometheus.CounterVec
+	// EventDelivery observes how long delivering one event took within one
+	// Twilio request (every attempt and wait), by result (delivered, retried,
+	// failed).
+	EventDelivery *prometheus.HistogramVec
 }
 
 // NewMetrics creates the collectors and registers them on reg. It fails if
@@ -147,12 +158,21 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "twilio_webhook_capacity_refusals_total",
 			Help: "Requests and stream upgrades refused with 503 because a per-replica cap was reached, by kind (connections, streams, legacy_pending_streams).",
 		}, []string{"kind"}),
+		Events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "twilio_webhook_events_total",
+			Help: "Events of recording callbacks and SMS webhooks, by CloudEvents type and result (delivered: the sink accepted it; retried: not delivered, Twilio was answered 503 to retry; failed: the sink or the egress policy refused it for good; no_sink: none configured).",
+		}, []string{"type", "result"}),
+		EventDelivery: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "twilio_webhook_event_delivery_duration_seconds",
+			Help:    "Time to deliver one event to its sink within one Twilio request, every attempt and wait included, by result (delivered, retried, failed).",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"result"}),
 	}
 	for _, c := range []prometheus.Collector{
 		m.Requests, m.SignatureFailures, m.ActiveStreams, m.Streams, m.FramesRelayed, m.FramesDropped,
 		m.AgentDial, m.RecordingCallbacks, m.RecordingDuplicates, m.RecordingDuration, m.RoutedNumbers,
 		m.StreamTokenKeyReloads, m.AgentDialsRefused,
-		m.Throttled, m.CapacityRefusals,
+		m.Throttled, m.CapacityRefusals, m.Events, m.EventDelivery,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register metrics: %w", err)
@@ -171,9 +191,9 @@ func (m *Metrics) initialise() {
 		routeVoice: {outcomeOK, outcomeHangupUnknown, outcomeHangupDisabled, outcomeHangupWrongAcct, outcomeHangupNoAgent,
 			outcomePreflight, outcomeForbidden, outcomeBadRequest, outcomeTooLarge, outcomeUnsupportedMedia,
 			outcomeMethodNotAllowed, outcomeThrottled, outcomeUnavailable, outcomeOverCapacity},
-		routeRecording: {outcomeOK, outcomeDuplicate, outcomeForbidden, outcomeBadRequest, outcomeTooLarge, outcomeUnsupportedMedia,
-			outcomeMethodNotAllowed, outcomeThrottled, outcomeOverCapacity},
-		routeEvents: {outcomeOK, outcomeForbidden, outcomeBadRequest, outcomeTooLarge, outcomeUnsupportedMedia,
+		routeRecording: {outcomeOK, outcomeDuplicate, outcomeSinkUnavailable, outcomeForbidden, outcomeBadRequest, outcomeTooLarge,
+			outcomeUnsupportedMedia, outcomeMethodNotAllowed, outcomeThrottled, outcomeOverCapacity},
+		routeEvents: {outcomeOK, outcomeSinkUnavailable, outcomeForbidden, outcomeBadRequest, outcomeTooLarge, outcomeUnsupportedMedia,
 			outcomeMethodNotAllowed, outcomeThrottled, outcomeOverCapacity},
 		routeStream: {outcomeUpgraded, outcomeUpgradedLegacy, outcomeUpgradeFailed, outcomeForbidden, outcomeBadRequest,
 			outcomeNotFound, outcomeMethodNotAllowed, outcomeThrottled, outcomeUnavailable, outcomeOverCapacity},
@@ -213,6 +233,14 @@ func (m *Metrics) initialise() {
 	}
 	for _, kind := range []string{capConnections, capStreams, capLegacyStream} {
 		m.CapacityRefusals.WithLabelValues(kind)
+	}
+	for _, typ := range eventTypes() {
+		for _, result := range []string{eventDelivered, eventRetried, eventFailed, eventNoSink} {
+			m.Events.WithLabelValues(typ, result)
+		}
+	}
+	for _, result := range []string{eventDelivered, eventRetried, eventFailed} {
+		m.EventDelivery.WithLabelValues(result)
 	}
 }
 

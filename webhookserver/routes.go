@@ -43,6 +43,10 @@ const (
 	contentTypeFormURLEncode = "application/x-www-form-urlencoded"
 )
 
+// outcomeSinkUnavailable: the event could not be delivered to its sink in
+// time; 503 asks Twilio to send the callback again.
+const outcomeSinkUnavailable = "sink_unavailable"
+
 // handleVoice answers an inbound call: TwiML that records (if the number
 // records), connects the call's media stream back to this server and then
 // runs the number's fallback (when the stream ends without the call being
@@ -153,9 +157,14 @@ func headerSafe(v string) string {
 	}, v)
 }
 
-// handleRecording records a recording status callback: a log line and
-// metrics, once per RecordingSid and RecordingStatus; repeats (Twilio
-// retries) are recognised, counted and still acknowledged with 204.
+// handleRecording handles a recording status callback: a log line and
+// metrics, and the event (recordingEventType) delivered to the sink of the
+// number called (named by the callback URL's RecordingToParam), once per
+// RecordingSid and RecordingStatus. It answers 204, or 503 when the sink did
+// not take the event in time, so that Twilio sends the callback again (per
+// ConnectionOverrides); only a callback answered 204 is remembered, so
+// repeats of it (Twilio retries) are recognised, counted and acknowledged
+// without a second delivery.
 func (s *Server) handleRecording(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		s.refuseMethod(w, routeRecording, http.MethodPost)
@@ -171,27 +180,77 @@ func (s *Server) handleRecording(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.metrics.RecordingCallbacks.WithLabelValues(recordingStatusLabel(status)).Inc()
+	callSID, accountSID := form.Get("CallSid"), form.Get("AccountSid")
 	kv := []any{
-		"recordingSid", logValue(recSID), "callSid", logValue(form.Get("CallSid")), "accountSid", logValue(form.Get("AccountSid")),
+		"recordingSid", logValue(recSID), "callSid", logValue(callSID), "accountSid", logValue(accountSID),
 		"status", logValue(status), "duration", logValue(form.Get("RecordingDuration")), "channels", logValue(form.Get("RecordingChannels")),
 	}
 	if code := form.Get("ErrorCode"); code != "" && code != "0" {
 		kv = append(kv, "errorCode", logValue(code))
 	}
-	if s.recordings.seen(recSID + "\x00" + status) {
+	key := recSID + "\x00" + status
+	if s.recordings.contains(key) {
 		s.metrics.RecordingDuplicates.Inc()
 		s.log.V(1).Info("Duplicate recording callback", kv...)
 		s.respond(w, routeRecording, outcomeDuplicate, http.StatusNoContent)
 		return
 	}
-	if d, ok := recordingDuration(form.Get("RecordingDuration"), s.limits.MaxRecordingDuration); ok && status == "completed" {
-		s.metrics.RecordingDuration.Observe(d)
+	typ := recordingEventType(status)
+	// The signature covers the query: the number is the one this server put
+	// in the call's answer. A callback without it (a call answered before
+	// the number was put there) has no route, hence no sink.
+	route, routed := s.eventRoute(accountSID, r.URL.Query().Get(RecordingToParam))
+	if !routed || route.EventSinkURL == "" {
+		s.metrics.Events.WithLabelValues(typ, eventNoSink).Inc()
+		s.recordingHandled(key, form, status)
+		s.log.Info("Recording status", append(kv, "event", "no sink")...)
+		s.respond(w, routeRecording, outcomeOK, http.StatusNoContent)
+		return
 	}
-	s.log.Info("Recording status", kv...)
+	kv = append(kv, "object", route.Object.String())
+	ev, err := newEvent(typ, EventSource(route.AccountSID, route.Number), callSID, EventID(typ, recSID, status), recordingData(form, route.Number))
+	if err == nil && (!validSID(recSID) || !validSID(callSID)) {
+		err = errors.New("RecordingSid and CallSid must be SIDs (letters and digits) to make an event of the callback")
+	}
+	if err != nil {
+		s.metrics.Events.WithLabelValues(typ, eventFailed).Inc()
+		s.recordingHandled(key, form, status)
+		s.log.Error(err, "Recording event not built", kv...)
+		s.respond(w, routeRecording, outcomeOK, http.StatusNoContent)
+		return
+	}
+	result, kv, err := s.sendEvent(r.Context(), route, &ev, kv)
+	switch result {
+	case eventRetried:
+		s.log.Info("Recording event not delivered: answering 503 so that Twilio retries", append(kv, "error", err.Error())...)
+		s.respond(w, routeRecording, outcomeSinkUnavailable, http.StatusServiceUnavailable)
+		return
+	case eventFailed:
+		s.logEventFailure("Recording event not delivered", err, kv)
+	default:
+		s.log.Info("Recording status", kv...)
+	}
+	s.recordingHandled(key, form, status)
 	s.respond(w, routeRecording, outcomeOK, http.StatusNoContent)
 }
 
-// handleEvents accepts an incoming SMS event without replying (<Response/>).
+// recordingHandled remembers a recording callback answered 204 (see
+// Server.recordings) and, the first time, observes its duration.
+func (s *Server) recordingHandled(key string, form url.Values, status string) {
+	if s.recordings.seen(key) {
+		return // handled concurrently by another request
+	}
+	if d, ok := recordingDuration(form.Get("RecordingDuration"), s.limits.MaxRecordingDuration); ok && status == "completed" {
+		s.metrics.RecordingDuration.Observe(d)
+	}
+}
+
+// handleEvents handles an incoming SMS (SmsStatus received): a log line,
+// and the message.received event delivered to the sink of the number it was
+// sent to. It answers <Response/> (no reply), or 503 when the sink did not
+// take the event in time, so that Twilio sends the webhook again (per the
+// SmsUrl's connection overrides, ConnectionOverrides). Other requests are
+// logged and answered <Response/>.
 func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		s.refuseMethod(w, routeEvents, http.MethodPost)
@@ -201,9 +260,45 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	msgSID, accountSID, to := form.Get("MessageSid"), form.Get("AccountSid"), form.Get("To")
 	// The message body and the sender are personal data: not logged.
-	s.log.Info("SMS event", "messageSid", logValue(form.Get("MessageSid")), "accountSid", logValue(form.Get("AccountSid")),
-		"to", logValue(form.Get("To")), "status", logValue(form.Get("SmsStatus")), "numMedia", logValue(form.Get("NumMedia")))
+	kv := []any{"messageSid", logValue(msgSID), "accountSid", logValue(accountSID),
+		"to", logValue(to), "status", logValue(form.Get("SmsStatus")), "numMedia", logValue(form.Get("NumMedia"))}
+	if msgSID == "" || form.Get("SmsStatus") != "received" {
+		s.log.Info("SMS event", kv...)
+		s.writeXML(w, routeEvents, outcomeOK, s.emptyMessaging)
+		return
+	}
+	const typ = EventTypeMessageReceived
+	route, routed := s.eventRoute(accountSID, to)
+	if !routed || route.EventSinkURL == "" {
+		s.metrics.Events.WithLabelValues(typ, eventNoSink).Inc()
+		s.log.Info("SMS event", append(kv, "event", "no sink")...)
+		s.writeXML(w, routeEvents, outcomeOK, s.emptyMessaging)
+		return
+	}
+	kv = append(kv, "object", route.Object.String())
+	ev, err := newEvent(typ, EventSource(route.AccountSID, route.Number), msgSID, EventID(typ, msgSID), messageData(form))
+	if err == nil && !validSID(msgSID) {
+		err = errors.New("MessageSid must be a SID (letters and digits) to make an event of the message")
+	}
+	if err != nil {
+		s.metrics.Events.WithLabelValues(typ, eventFailed).Inc()
+		s.log.Error(err, "Message event not built", kv...)
+		s.writeXML(w, routeEvents, outcomeOK, s.emptyMessaging)
+		return
+	}
+	result, kv, err := s.sendEvent(r.Context(), route, &ev, kv)
+	switch result {
+	case eventRetried:
+		s.log.Info("Message event not delivered: answering 503 so that Twilio retries", append(kv, "error", err.Error())...)
+		s.respond(w, routeEvents, outcomeSinkUnavailable, http.StatusServiceUnavailable)
+		return
+	case eventFailed:
+		s.logEventFailure("Message event not delivered", err, kv)
+	default:
+		s.log.Info("SMS event", kv...)
+	}
 	s.writeXML(w, routeEvents, outcomeOK, s.emptyMessaging)
 }
 
@@ -253,7 +348,7 @@ func (s *Server) readSignedForm(w http.ResponseWriter, r *http.Request, route st
 		s.refuseSignature(w, r, route, sigUnknownAccount)
 		return nil, false
 	}
-	if !s.sig.checkForm(r, form, sig, validators) {
+	if !s.sig.checkForm(r, form, sig, validators, route == routeRecording || route == routeEvents) {
 		s.refuseSignature(w, r, route, sigInvalid)
 		return nil, false
 	}

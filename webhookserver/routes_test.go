@@ -65,7 +65,10 @@ func TestVoiceAnswer(t *testing.T) {
 	g.Expect(doc.Start.Recording).NotTo(BeNil())
 	g.Expect(doc.Start.Recording.Channels).To(Equal("dual"))
 	g.Expect(doc.Start.Recording.Track).To(Equal("both"))
-	g.Expect(doc.Start.Recording.Callback).To(Equal(testPublicURL + RecordingPath))
+	// The callback names the called number (query-escaped) and asks Twilio
+	// to retry (the connection overrides' fragment).
+	g.Expect(doc.Start.Recording.Callback).To(Equal(testPublicURL + RecordingPath + "?to=%2B14155550100" + ConnectionOverrides))
+	g.Expect(doc.Start.Recording.Events).To(Equal("completed absent"))
 	g.Expect(doc.Connect.Stream.URL).To(Equal(testStreamURL+"/"+acct.sid), "the stream URL names the account")
 	p := doc.params()
 	g.Expect(p).To(HaveKeyWithValue("from", from))

@@ -55,6 +55,11 @@ type Route struct {
 	// stream ends without the call being hung up; "" for none. It is put in
 	// the answer as it is, so it must come from RenderFallback.
 	FallbackTwiML string
+	// EventSinkURL is where the number's events (recordings, messages) are
+	// delivered as CloudEvents: its spec.events.sink.url, else its
+	// TwilioAccount's (as the manager published it), else "" (none: events
+	// are logged and counted only).
+	EventSinkURL string
 }
 
 // RouteSource answers the server's routing questions from memory. All methods
@@ -292,6 +297,10 @@ func (r *Routing) rebuild(ctx context.Context) {
 			if ref := n.Spec.Agent.HeadersSecretRef; ref != nil {
 				rt.AgentHeaders = agentHeaders[types.NamespacedName{Namespace: n.Namespace, Name: ref.Name}]
 			}
+		}
+		rt.EventSinkURL = acct.EventSinkURL
+		if e := n.Spec.Events; e != nil && e.Sink != nil && e.Sink.URL != "" {
+			rt.EventSinkURL = e.Sink.URL
 		}
 		r.setFallback(&rt, n)
 		t.routes[rt.Number] = rt

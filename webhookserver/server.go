@@ -1,9 +1,11 @@
 // Package webhookserver is the data plane of twilio-voice-operator: the HTTP
 // server Twilio calls for each TwilioPhoneNumber routed here. It checks every
 // request's X-Twilio-Signature against the public URL, answers calls with
-// TwiML (recording, then a bidirectional media stream back to itself), and
-// bridges each call's media stream to the WebSocket agent the number names.
-// Routing comes from an in-memory table kept current by watching the cluster.
+// TwiML (recording, then a bidirectional media stream back to itself),
+// bridges each call's media stream to the WebSocket agent the number names,
+// and delivers what Twilio reports (recordings, incoming SMS) to the number's
+// sink as CloudEvents (events.go). Routing comes from an in-memory table kept
+// current by watching the cluster.
 package webhookserver
 
 import (
@@ -97,6 +99,17 @@ type Limits struct {
 	// MaxRecordingDuration is the largest RecordingDuration observed in the
 	// histogram; larger values are clamped to it.
 	MaxRecordingDuration time.Duration
+	// EventAttempts, EventAttemptTimeout, EventBackoff and EventBudget bound
+	// the delivery of one event to its sink within one Twilio request: at
+	// most EventAttempts attempts, each within EventAttemptTimeout, waiting
+	// EventBackoff after the first failure and twice as long after each
+	// next, all within EventBudget (well under Twilio's 15 s, so that the
+	// server answers, 503 when the sink did not take the event, before
+	// Twilio gives up; Twilio then retries per ConnectionOverrides).
+	EventAttempts       int
+	EventAttemptTimeout time.Duration
+	EventBackoff        time.Duration
+	EventBudget         time.Duration
 }
 
 // DefaultLimits are the limits used for zero Limits fields.
@@ -126,6 +139,10 @@ var DefaultLimits = Limits{
 	ThrottleClients:       10_000,
 	UsedTokensSize:        100_000,
 	MaxRecordingDuration:  24 * time.Hour,
+	EventAttempts:         3,
+	EventAttemptTimeout:   3 * time.Second,
+	EventBackoff:          time.Second,
+	EventBudget:           8 * time.Second,
 }
 
 func (l Limits) withDefaults() Limits {
@@ -163,6 +180,10 @@ func (l Limits) withDefaults() Limits {
 	setInt(&l.MaxLegacyPending, d.MaxLegacyPending)
 	setInt(&l.ThrottleClients, d.ThrottleClients)
 	setInt(&l.UsedTokensSize, d.UsedTokensSize)
+	setInt(&l.EventAttempts, d.EventAttempts)
+	setDur(&l.EventAttemptTimeout, d.EventAttemptTimeout)
+	setDur(&l.EventBackoff, d.EventBackoff)
+	setDur(&l.EventBudget, d.EventBudget)
 	if l.SignatureFailureBurst == 0 { // negative: off
 		l.SignatureFailureBurst = d.SignatureFailureBurst
 	}
@@ -198,9 +219,10 @@ type Options struct {
 	TokenTTL time.Duration
 	// AgentDialTimeout bounds connecting to an agent, handshake included.
 	AgentDialTimeout time.Duration
-	// AgentEgress polices agent destinations on the resolved IP:port at dial
-	// time (agent URLs are tenant input). Nil uses the default policy:
-	// loopback, link-local, unspecified and multicast refused, no allow-list.
+	// AgentEgress polices agent and event sink destinations on the resolved
+	// IP:port at dial time (agent and sink URLs are tenant input). Nil uses
+	// the default policy: loopback, link-local, unspecified and multicast
+	// refused, no allow-list.
 	AgentEgress *egress.Policy
 	// ShutdownGracePeriod is how long live streams may continue after Serve's
 	// context ends.
@@ -233,6 +255,12 @@ type Server struct {
 	upgrader websocket.Upgrader
 	dialer   *websocket.Dialer
 
+	// events delivers recording and message events to the numbers' sinks.
+	events *eventSender
+
+	// recordings are the recording callbacks handled here (RecordingSid and
+	// status): delivered to the sink, refused by it for good, or without
+	// one. A callback whose delivery is left to Twilio's retry is not.
 	recordings *dedupSet
 	// usedTokens are the stream tokens that opened a stream here.
 	usedTokens *dedupSet
@@ -296,7 +324,7 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	sig := newSignatureChecker(opts.PublicURL)
-	answers, err := newAnswerTemplates(opts.PublicURL+RecordingPath, sig.streamBase+StreamPath+"/")
+	answers, err := newAnswerTemplates(recordingCallbackURL(opts.PublicURL), sig.streamBase+StreamPath+"/")
 	if err != nil {
 		return nil, err
 	}
@@ -325,6 +353,9 @@ func New(opts Options) (*Server, error) {
 		recordings: newDedupSet(limits.RecordingDedupSize, limits.RecordingDedupTTL),
 		usedTokens: newDedupSet(limits.UsedTokensSize, opts.TokenTTL),
 		throttle:   newFailureThrottle(limits.SignatureFailureBurst, limits.SignatureFailureRate, limits.ThrottleClients),
+	}
+	if s.events, err = newEventSender(opts.AgentEgress, limits, opts.Metrics); err != nil {
+		return nil, err
 	}
 	s.tokens.Store(&tokenSigner{keys: opts.TokenKeys, ttl: opts.TokenTTL, now: time.Now})
 	s.streamCtx, s.cancelStream = context.WithCancel(context.Background())

@@ -63,8 +63,11 @@ func newSignatureChecker(publicURL string) signatureChecker {
 // checkForm reports whether sig is Twilio's signature of the POST r with
 // form params under one of validators (the tokens of the request's AccountSid;
 // usually one, two while a token is rotated). Twilio signs the first value of
-// each key, like RequestValidator.ValidateBody.
-func (c signatureChecker) checkForm(r *http.Request, form url.Values, sig string, validators []AccountValidator) bool {
+// each key, like RequestValidator.ValidateBody. With overrides (the routes
+// whose URLs carry ConnectionOverrides) the URL with the fragment is accepted
+// too: Twilio never sends the fragment, and whether it signs it is
+// unconfirmed (twilio-facts.md §7), so the URL without it is tried first.
+func (c signatureChecker) checkForm(r *http.Request, form url.Values, sig string, validators []AccountValidator, overrides bool) bool {
 	full := c.publicURL + r.URL.RequestURI()
 	params := make(map[string]string, len(form))
 	for k, v := range form {
@@ -73,6 +76,14 @@ func (c signatureChecker) checkForm(r *http.Request, form url.Values, sig string
 	for i := range validators {
 		if validators[i].Validator.Validate(full, params, sig) {
 			return true
+		}
+	}
+	if overrides {
+		full += ConnectionOverrides
+		for i := range validators {
+			if validators[i].Validator.Validate(full, params, sig) {
+				return true
+			}
 		}
 	}
 	return false

@@ -112,7 +112,7 @@ func TestPlainHTTPPublicURL(t *testing.T) {
 		doc := parseTwiML(t, readBody(t, resp))
 		g.Expect(doc.Connect).NotTo(BeNil())
 		g.Expect(doc.Connect.Stream.URL).To(Equal("ws://demo.local:8080" + StreamPath + "/" + acct.sid))
-		g.Expect(doc.Start.Recording.Callback).To(Equal("http://demo.local:8080" + RecordingPath))
+		g.Expect(doc.Start.Recording.Callback).To(Equal("http://demo.local:8080" + RecordingPath + "?to=%2B14155550131" + ConnectionOverrides))
 	}).Should(Succeed())
 	conn, resp, err := h.dialStreamURL("ws://demo.local:8080"+StreamPath+"/"+acct.sid, acct.token)
 	g.Expect(err).NotTo(HaveOccurred(), "%v", resp)

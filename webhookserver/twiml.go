@@ -128,13 +128,15 @@ func RenderFallback(spec *twiliov1.FallbackSpec, saved *twiliov1.SavedRouting) (
 // Placeholders stand for the per-call values in the pre-rendered answers;
 // they are XML-safe, so twiml leaves them as they are. placeholderFallback
 // is not rendered by twiml: it is put right after </Connect>, where the
-// route's fallback fragment goes.
+// route's fallback fragment goes. placeholderCallbackTo is the called number
+// in the recording status callback URL's query (recordingCallbackURL).
 const (
-	placeholderAccount  = "__tvo_param_account__"
-	placeholderFrom     = "__tvo_param_from__"
-	placeholderTo       = "__tvo_param_to__"
-	placeholderToken    = "__tvo_param_token__" //nolint:gosec // a placeholder, not a credential
-	placeholderFallback = "__tvo_fallback__"
+	placeholderAccount    = "__tvo_param_account__"
+	placeholderFrom       = "__tvo_param_from__"
+	placeholderTo         = "__tvo_param_to__"
+	placeholderToken      = "__tvo_param_token__" //nolint:gosec // a placeholder, not a credential
+	placeholderFallback   = "__tvo_fallback__"
+	placeholderCallbackTo = "__tvo_param_callback_to__"
 )
 
 // slot is a per-call value of an answer template.
@@ -146,15 +148,45 @@ const (
 	slotTo
 	slotToken
 	slotFallback
+	// slotCallbackTo is written query-escaped (writeQueryEscaped), which is
+	// XML-safe too; every other slot's value is written as it is.
+	slotCallbackTo
 	numSlots
 )
 
 var placeholders = [numSlots]string{
-	slotAccount:  placeholderAccount,
-	slotFrom:     placeholderFrom,
-	slotTo:       placeholderTo,
-	slotToken:    placeholderToken,
-	slotFallback: placeholderFallback,
+	slotAccount:    placeholderAccount,
+	slotFrom:       placeholderFrom,
+	slotTo:         placeholderTo,
+	slotToken:      placeholderToken,
+	slotFallback:   placeholderFallback,
+	slotCallbackTo: placeholderCallbackTo,
+}
+
+// ConnectionOverrides are the Twilio webhook connection overrides
+// (twilio-facts.md §7) put, as a URL fragment, on the callback URLs whose
+// events the server delivers to a sink: up to 3 retries (rc) when the server
+// answers 5xx, or the connection or the read fails or times out (rp), all
+// within Twilio's maximum total time of 15 s (tt). Twilio never sends the
+// fragment; whether it signs it is unconfirmed, so signatures of those routes
+// are accepted over the URL with and without it (signatureChecker). The
+// recording status callback in the answer TwiML carries it; the operator
+// should put the same fragment on the SmsUrl it points at EventsPath. The
+// rp values 5xx, ct and rt are what Twilio's page and common use show; that
+// Twilio waits between retries, and how long, is unconfirmed.
+const ConnectionOverrides = "#rc=3&rp=5xx,ct,rt&tt=15000"
+
+// RecordingToParam is the query parameter of the recording status callback
+// URL that names the called number: a recording callback carries the
+// CallSid but not the number, which routes its event to the number's sink.
+// Twilio signs the whole URL, query included.
+const RecordingToParam = "to"
+
+// recordingCallbackURL is the recording status callback URL of an answer
+// template: RecordingPath at publicURL, the called number (a placeholder)
+// in the query, and the connection overrides.
+func recordingCallbackURL(publicURL string) string {
+	return publicURL + RecordingPath + "?" + RecordingToParam + "=" + placeholderCallbackTo + ConnectionOverrides
 }
 
 // answerTemplate is one answer document cut at its placeholders: a call's
@@ -165,9 +197,9 @@ type answerTemplate struct {
 	size  int // bytes of lits
 }
 
-// compileTemplate cuts doc at its placeholders, each of which must occur
-// exactly once.
-func compileTemplate(doc string) (answerTemplate, error) {
+// compileTemplate cuts doc at its placeholders; each must occur as often as
+// want says (once or not at all).
+func compileTemplate(doc string, want [numSlots]int) (answerTemplate, error) {
 	var t answerTemplate
 	var seen [numSlots]int
 	rest := doc
@@ -188,8 +220,8 @@ func compileTemplate(doc string) (answerTemplate, error) {
 	}
 	t.lits = append(t.lits, rest)
 	for i, n := range seen {
-		if n != 1 {
-			return t, fmt.Errorf("answer template: placeholder %s occurs %d times, want once", placeholders[i], n)
+		if n != want[i] {
+			return t, fmt.Errorf("answer template: placeholder %s occurs %d times, want %d", placeholders[i], n, want[i])
 		}
 	}
 	for _, l := range t.lits {
@@ -202,16 +234,61 @@ func compileTemplate(doc string) (answerTemplate, error) {
 func (t *answerTemplate) fill(vals *[numSlots]string) string {
 	n := t.size
 	for _, s := range t.slots {
-		n += len(vals[s])
+		if s == slotCallbackTo {
+			n += queryEscapedLen(vals[s])
+		} else {
+			n += len(vals[s])
+		}
 	}
 	var b strings.Builder
 	b.Grow(n)
 	for i, s := range t.slots {
 		b.WriteString(t.lits[i])
-		b.WriteString(vals[s])
+		if s == slotCallbackTo {
+			writeQueryEscaped(&b, vals[s])
+		} else {
+			b.WriteString(vals[s])
+		}
 	}
 	b.WriteString(t.lits[len(t.lits)-1])
 	return b.String()
+}
+
+// queryUnreserved reports whether c stays as it is in a query value
+// (RFC 3986 unreserved characters).
+func queryUnreserved(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~'
+}
+
+// queryEscapedLen is the length of v as writeQueryEscaped writes it.
+func queryEscapedLen(v string) int {
+	n := len(v)
+	for i := 0; i < len(v); i++ {
+		if !queryUnreserved(v[i]) {
+			n += 2
+		}
+	}
+	return n
+}
+
+// writeQueryEscaped writes v percent-encoded as a query value (every byte
+// but the unreserved ones as %XX; url.Values.Get decodes it), without
+// allocating. The result is XML-safe.
+func writeQueryEscaped(b *strings.Builder, v string) {
+	const hex = "0123456789ABCDEF"
+	done := 0 // v[:done] is written
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if queryUnreserved(c) {
+			continue
+		}
+		b.WriteString(v[done:i])
+		b.WriteByte('%')
+		b.WriteByte(hex[c>>4])
+		b.WriteByte(hex[c&15])
+		done = i + 1
+	}
+	b.WriteString(v[done:])
 }
 
 // answerTemplates are the two possible answers (with and without recording),
@@ -219,14 +296,20 @@ func (t *answerTemplate) fill(vals *[numSlots]string) string {
 // the fallback placeholder after </Connect>, and cut at the placeholders.
 // Rendering through twiml/etree was ~40% of the voice handler's CPU; a call
 // now only joins the pieces with its account SID (in the stream URL's path),
-// three XML-escaped values and its route's pre-rendered fallback fragment.
+// three XML-escaped values, the called number query-escaped (in the
+// recording callback URL) and its route's pre-rendered fallback fragment.
 type answerTemplates struct {
 	withRecording, withoutRecording answerTemplate
 }
 
 // newAnswerTemplates renders the templates; the stream URL of an answer is
-// streamURLPrefix (wss://host/twilio/stream/) followed by the call's account SID.
+// streamURLPrefix (wss://host/twilio/stream/) followed by the call's account
+// SID; recordingCallback (recordingCallbackURL) holds placeholderCallbackTo
+// once, where the called number goes.
 func newAnswerTemplates(recordingCallback, streamURLPrefix string) (answerTemplates, error) {
+	if strings.Count(recordingCallback, placeholderCallbackTo) != 1 {
+		return answerTemplates{}, errors.New("answer templates: the recording callback URL must hold the called number's placeholder once")
+	}
 	streamURL := streamURLPrefix + placeholderAccount
 	var t answerTemplates
 	for _, v := range []struct {
@@ -243,7 +326,11 @@ func newAnswerTemplates(recordingCallback, streamURLPrefix string) (answerTempla
 			return t, errors.New("render answer TwiML: the document does not end with </Connect></Response>")
 		}
 		doc = doc[:len(doc)-len("</Response>")] + placeholderFallback + "</Response>"
-		if *v.out, err = compileTemplate(doc); err != nil {
+		want := [numSlots]int{slotAccount: 1, slotFrom: 1, slotTo: 1, slotToken: 1, slotFallback: 1}
+		if v.record {
+			want[slotCallbackTo] = 1
+		}
+		if *v.out, err = compileTemplate(doc, want); err != nil {
 			return t, err
 		}
 	}
@@ -251,8 +338,9 @@ func newAnswerTemplates(recordingCallback, streamURLPrefix string) (answerTempla
 }
 
 // render is the answer for one call: values are XML-escaped as attribute
-// values; fallback is the route's pre-rendered fragment (RenderFallback),
-// inserted after </Connect> as it is ("" for none). accountSID must satisfy
+// values (to is also query-escaped into the recording callback URL);
+// fallback is the route's pre-rendered fragment (RenderFallback), inserted
+// after </Connect> as it is ("" for none). accountSID must satisfy
 // validAccountSID: it becomes a path segment of the stream URL.
 func (t *answerTemplates) render(record bool, fallback, accountSID, from, to, token string) string {
 	tpl := &t.withoutRecording
@@ -265,6 +353,8 @@ func (t *answerTemplates) render(record bool, fallback, accountSID, from, to, to
 		slotTo:       xmlAttr(to),
 		slotToken:    xmlAttr(token),
 		slotFallback: fallback,
+		// written query-escaped by fill, which is XML-safe
+		slotCallbackTo: to,
 	}
 	return tpl.fill(&vals)
 }

@@ -1,15 +1,19 @@
 // Command demo shows the whole system working on one machine, with no cluster
 // and no Twilio account: a local control plane, the Twilio emulator with three
-// numbers, the operator, the webhook server and a sample agent. It plans and
-// applies the sample objects with kubectl, shows the preflight that proved
-// the public path, places a simulated inbound call end to end, prints what
-// happened, calls a number whose agent is gone (the fallback answers), then
-// deletes the objects and shows the original routing back. With --stay it keeps everything up for kubectl until Ctrl-C.
+// numbers, the operator, the webhook server, a sample agent and a CloudEvents
+// sink (the account's spec.events.sink.url). It plans and applies the sample
+// objects with kubectl, shows the preflight that proved the public path,
+// places a simulated inbound call end to end, prints what happened and the
+// recording's CloudEvent the sink received, sends an SMS and prints its
+// CloudEvent, calls a number whose agent is gone (the fallback answers), then
+// deletes the objects and shows the original routing back. With --stay it
+// keeps everything up for kubectl until Ctrl-C.
 //
 //	make demo            # or: go run ./hack/demo [--stay]
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
@@ -24,10 +28,13 @@ import (
 	"text/tabwriter"
 	"time"
 
+	cloudevents "github.com/cloudevents/sdk-go/v2"
+
 	"github.com/loquent/twilio-voice-operator/internal/controlplane"
 	"github.com/loquent/twilio-voice-operator/internal/devenv"
 	"github.com/loquent/twilio-voice-operator/internal/sampleagent"
 	"github.com/loquent/twilio-voice-operator/internal/twiliosim/callsim"
+	"github.com/loquent/twilio-voice-operator/webhookserver"
 )
 
 func main() {
@@ -51,7 +58,15 @@ func run(ctx context.Context, bin string, stay bool) error {
 	if err := devenv.Build(ctx, root, binDir, os.Stdout); err != nil {
 		return err
 	}
-	env, err := devenv.Start(ctx, devenv.Options{Root: root, BinDir: binDir, Log: os.Stdout})
+	// The account's event sink: the CloudEvents SDK's receiver in this
+	// process, as a Knative broker or an Argo Events webhook source would be.
+	sink, err := devenv.StartEventSink()
+	if err != nil {
+		return err
+	}
+	defer sink.Close()
+	fmt.Printf("• A CloudEvents sink (the SDK's HTTP receiver) listens at %s\n", sink.URL)
+	env, err := devenv.Start(ctx, devenv.Options{Root: root, BinDir: binDir, Log: os.Stdout, EventSinkURL: sink.URL})
 	if err != nil {
 		return err
 	}
@@ -101,7 +116,25 @@ func run(ctx context.Context, bin string, stay bool) error {
 	printTwilio(env)
 
 	section("A caller dials +14155550100")
-	if err := placeCall(ctx, env); err != nil {
+	call, err := placeCall(ctx, env)
+	if err != nil {
+		return err
+	}
+
+	section("The recording arrives at the account's sink as a CloudEvent")
+	fmt.Printf("Twilio POSTed the recording status callback to the URL the answer named (the called number in\n" +
+		"its query, retries asked for in its fragment); the webhook server delivered it to spec.events.sink.url:\n\n")
+	rec, err := sink.Wait(ctx, 10*time.Second, func(e cloudevents.Event) bool {
+		return e.Type() == webhookserver.EventTypeRecordingCompleted && e.Subject() == call.CallSID
+	})
+	if err != nil {
+		fmt.Println(env.Tail("webhookserver", 20))
+		return err
+	}
+	printEvent(rec)
+
+	section("An SMS to +14155550100 arrives at the sink as a CloudEvent")
+	if err := sendSMS(ctx, env, sink); err != nil {
 		return err
 	}
 
@@ -134,17 +167,17 @@ func run(ctx context.Context, bin string, stay bool) error {
 	return nil
 }
 
-func placeCall(ctx context.Context, env *devenv.Env) error {
+func placeCall(ctx context.Context, env *devenv.Env) (callsim.Result, error) {
 	voiceURL, _, _, ok := env.Emulator.EffectiveVoiceURL("+14155550100")
 	if !ok || voiceURL == "" {
-		return fmt.Errorf("+14155550100 has no effective voice URL")
+		return callsim.Result{}, fmt.Errorf("+14155550100 has no effective voice URL")
 	}
 	res, err := callsim.Place(ctx, callsim.Call{
 		VoiceURL: voiceURL, AuthToken: devenv.AuthToken, AccountSID: devenv.AccountSID,
 		From: "+15005550006", To: "+14155550100", MediaFrames: 100, DTMF: []string{"4", "2"}, ToneHz: 440,
 	})
 	if err != nil {
-		return fmt.Errorf("simulated call: %w", err)
+		return res, fmt.Errorf("simulated call: %w", err)
 	}
 	fmt.Printf("Twilio POSTed the signed voice webhook to %s and got (HTTP %d):\n\n%s\n\n", voiceURL, res.VoiceStatus, indent(res.TwiML))
 	if res.Recording != nil {
@@ -153,13 +186,13 @@ func placeCall(ctx context.Context, env *devenv.Env) error {
 	fmt.Printf("  media stream: %s  parameters from=%s to=%s token=<%d chars>\n", res.StreamURL, res.Parameters["from"], res.Parameters["to"], len(res.Parameters["token"]))
 	fmt.Printf("  caller → agent: %d media frames and %d DTMF digits sent\n", res.SentMedia, res.SentDTMF)
 	fmt.Printf("  agent → caller: %d media frames received before the caller hung up; %d marks echoed\n", res.ReceivedMedia, res.MarksEchoed)
-	fmt.Printf("  recording status callback %s: HTTP %d\n", res.RecordingSID, res.RecordingCallbackStatus)
+	fmt.Printf("  recording status callback %s: HTTP %d after %d attempt(s)\n", res.RecordingSID, res.RecordingCallbackStatus, res.RecordingCallbackAttempts)
 
 	// The agent may still be reading the last relayed frames when the caller is done.
 	var stats sampleagent.Stats
 	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		if stats, err = agentStats(env); err != nil {
-			return err
+			return res, err
 		}
 		if stats.FramesIn >= int64(res.SentMedia) || time.Now().After(deadline) {
 			break
@@ -167,7 +200,55 @@ func placeCall(ctx context.Context, env *devenv.Env) error {
 	}
 	fmt.Printf("  the agent saw: call from %s to %s, %d frames in, %d out, digits %q\n",
 		stats.LastFrom, stats.LastTo, stats.FramesIn, stats.FramesOut, stats.Digits)
+	return res, nil
+}
+
+// sendSMS sends an inbound MMS to the support line the way Twilio does
+// (signed, form-encoded, retried per the URL's connection overrides) and
+// shows the message.received CloudEvent the sink got. The operator does not
+// point numbers' SmsUrl at the webhook server yet, so the demo posts to the
+// webhook server's SMS route directly, with the fragment the operator will set.
+func sendSMS(ctx context.Context, env *devenv.Env, sink *devenv.EventSink) error {
+	smsURL := env.PublicURL + webhookserver.EventsPath + webhookserver.ConnectionOverrides
+	res, err := callsim.SendSMS(ctx, callsim.SMS{
+		URL: smsURL, AuthToken: devenv.AuthToken, AccountSID: devenv.AccountSID,
+		From: "+15005550006", To: "+14155550100", Body: "Hi! Could you call me back about order 1042?",
+		MediaURLs: []string{"https://api.twilio.com/2010-04-01/Accounts/" + devenv.AccountSID + "/Messages/MM0000000000000000000000000000d1/Media/ME0000000000000000000000000000d1"},
+	})
+	if err != nil {
+		fmt.Println(env.Tail("webhookserver", 20))
+		return fmt.Errorf("simulated SMS: %w", err)
+	}
+	fmt.Printf("The operator does not set the numbers' SmsUrl yet, so this posts to the webhook server's SMS route\n"+
+		"directly, as Twilio would once it does: %s\n", smsURL)
+	fmt.Printf("  SMS webhook %s: HTTP %d after %d attempt(s), answered %s\n\n", res.MessageSID, res.Status, res.Attempts, strings.TrimSpace(res.Body))
+	msg, err := sink.Wait(ctx, 10*time.Second, func(e cloudevents.Event) bool {
+		return e.Type() == webhookserver.EventTypeMessageReceived && e.Subject() == res.MessageSID
+	})
+	if err != nil {
+		fmt.Println(env.Tail("webhookserver", 20))
+		return err
+	}
+	printEvent(msg)
 	return nil
+}
+
+// printEvent shows a CloudEvent's attributes and its data.
+func printEvent(e cloudevents.Event) {
+	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	for _, a := range [][2]string{
+		{"specversion", e.SpecVersion()}, {"type", e.Type()}, {"source", e.Source()}, {"subject", e.Subject()},
+		{"id", e.ID()}, {"time", e.Time().Format(time.RFC3339Nano)}, {"datacontenttype", e.DataContentType()},
+	} {
+		fmt.Fprintf(w, "  %s\t%s\n", a[0], a[1])
+	}
+	_ = w.Flush()
+	var data bytes.Buffer
+	if err := json.Indent(&data, e.Data(), "    ", "  "); err != nil {
+		data.Reset()
+		data.Write(e.Data())
+	}
+	fmt.Printf("  data\n    %s\n", data.String())
 }
 
 // fallbackCall points the sales line's agent at a port nothing listens on

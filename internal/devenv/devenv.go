@@ -55,6 +55,10 @@ type Options struct {
 	// key. Defaults: default/twilio-voice-operator-webhook-credentials and
 	// default/twilio-voice-operator-guard-key.
 	CredentialsSecret, GuardKeySecret string
+	// EventSinkURL, when set, is the TwilioAccount's spec.events.sink.url in
+	// SampleYAML: where the webhook server delivers the account's
+	// recording and message events as CloudEvents (see StartEventSink).
+	EventSinkURL string
 	// StandaloneEmulator runs the Twilio emulator as its own process
 	// (cmd/twiliosim) holding SampleNumbers; Env.Emulator is then nil and
 	// Twilio's state is read over its REST API. Otherwise it runs in this

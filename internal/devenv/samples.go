@@ -49,8 +49,9 @@ func (e *Env) AddSampleNumbers() {
 }
 
 // SampleYAML is what a platform team would apply: the credentials Secret, the
-// TwilioAccount (pointed at the emulator) and one TwilioPhoneNumber per
-// sample number, each routed to the sample agent.
+// TwilioAccount (pointed at the emulator; with Options.EventSinkURL as its
+// events sink when set) and one TwilioPhoneNumber per sample number, each
+// routed to the sample agent.
 func (e *Env) SampleYAML() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `apiVersion: v1
@@ -66,6 +67,9 @@ spec:
   credentialsSecretRef: {name: acme-twilio}
   apiURL: %s
 `, AuthToken, AccountSID, e.EmulatorURL)
+	if e.opts.EventSinkURL != "" {
+		fmt.Fprintf(&b, "  events: {sink: {url: %q}}\n", e.opts.EventSinkURL)
+	}
 	for _, n := range SampleNumbers {
 		fmt.Fprintf(&b, `---
 apiVersion: twilio.loquent.io/v1alpha1

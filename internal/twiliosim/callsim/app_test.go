@@ -50,6 +50,9 @@ type fakeApp struct {
 	// pages are further TwiML documents by path (for <Redirect> and the
 	// fallback URL), answered to GET and POST.
 	pages map[string]string
+	// recordingAnswers are the statuses of the first recording callbacks,
+	// in order; later ones get 204.
+	recordingAnswers []int
 
 	srv *httptest.Server
 
@@ -181,12 +184,16 @@ func (a *fakeApp) handleRecording(w http.ResponseWriter, r *http.Request) {
 	sf := a.checkSigned(r)
 	a.mu.Lock()
 	a.recordings = append(a.recordings, sf)
+	status := http.StatusNoContent
+	if n := len(a.recordings); n <= len(a.recordingAnswers) {
+		status = a.recordingAnswers[n-1]
+	}
 	a.mu.Unlock()
 	if !sf.sigOK {
 		http.Error(w, "invalid signature", http.StatusForbidden)
 		return
 	}
-	w.WriteHeader(http.StatusNoContent)
+	w.WriteHeader(status)
 }
 
 // handleStream plays the application side of a Media Stream: it echoes every

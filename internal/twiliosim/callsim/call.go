@@ -159,7 +159,11 @@ type Result struct {
 	CloseCode int
 
 	RecordingSID            string // "RE…", set when a callback was due
-	RecordingCallbackStatus int    // status answered by the callback (0 if none)
+	RecordingCallbackStatus int    // status answered by the callback's last attempt (0 if none answered)
+	// RecordingCallbackAttempts is how many times the callback was sent: more
+	// than once when it failed and the connection overrides in its URL's
+	// fragment asked for retries (see ParseOverrides).
+	RecordingCallbackAttempts int
 }
 
 // Place places one inbound call as described by c and returns what happened.

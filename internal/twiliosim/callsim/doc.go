@@ -12,10 +12,15 @@
 // the end of the simulated call) and <Redirect> (a signed request whose TwiML
 // replaces the document); and, when the TwiML started a <Recording> with a
 // recordingStatusCallback, the signed recording status callback once the
-// call has ended.
+// call has ended, retried as the connection overrides in the callback URL's
+// fragment ask (ParseOverrides).
+//
+// SendSMS delivers an inbound SMS to a number's SmsUrl the same way: signed,
+// form-encoded, retried per the URL's connection overrides.
 //
 // Facts about the wire format come from shared/reference/twilio-facts.md
-// (§2.5 signatures, §4 TwiML, §5 Media Streams, §6 webhook parameters). Where
+// (§2.5 signatures, §4 TwiML, §5 Media Streams, §6 webhook parameters, §7
+// connection overrides). Where
 // Twilio's behaviour is unconfirmed the simulator picks the strict reading and
 // says so on the identifier concerned.
 //

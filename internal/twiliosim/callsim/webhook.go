@@ -84,7 +84,10 @@ func wantsCompletedCallback(r *RecordingInstruction) bool {
 }
 
 // postRecording sends the recording status callback for a completed
-// <Start><Recording>. RecordingChannels is always 2 and RecordingSource is
+// <Start><Recording>, retried per the connection overrides of the
+// callback URL's fragment (sendWithOverrides); every attempt carries the
+// same parameters (the same RecordingSid), as Twilio's retries do.
+// RecordingChannels is always 2 and RecordingSource is
 // StartCallRecordingTwiML: both are what third-party observations of
 // <Start><Recording> report; neither is confirmed by a Twilio page.
 func postRecording(ctx context.Context, c Call, r RecordingInstruction, res *Result) error {
@@ -116,15 +119,10 @@ func postRecording(ctx context.Context, c Call, r RecordingInstruction, res *Res
 		"RecordingStartTime": {start.Format(time.RFC1123Z)},
 		"ErrorCode":          {"0"},
 	}
-	resp, err := signedRequest(ctx, c, method, r.RecordingStatusCallback, params, 1<<10)
-	if err != nil {
-		return err
-	}
+	resp, attempts, err := sendWithOverrides(ctx, c, method, r.RecordingStatusCallback, params, 1<<10)
 	res.RecordingCallbackStatus = resp.status
-	if resp.status < 200 || resp.status > 299 {
-		return fmt.Errorf("answered %d: %w", resp.status, ErrWebhookFailed)
-	}
-	return nil
+	res.RecordingCallbackAttempts = attempts
+	return err
 }
 
 // answer is what a webhook answered; its body was read (up to a limit) and closed.

@@ -1,0 +1,386 @@
+package webhookserver
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	cloudevents "github.com/cloudevents/sdk-go/v2"
+	"github.com/cloudevents/sdk-go/v2/event"
+	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
+
+	"github.com/loquent/twilio-voice-operator/internal/egress"
+)
+
+// CloudEvents types of the events the webhook server delivers to a number's
+// sink (Route.EventSinkURL). A recording status callback becomes
+// EventTypeRecordingPrefix + its RecordingStatus: completed and absent are
+// the statuses the answer TwiML asks for (recordingStatusCallbackEvent);
+// in-progress, failed, paused, stopped and processing are delivered as
+// such if Twilio sends them, any other status as "other" (data.status
+// holds it).
+const (
+	EventTypeRecordingPrefix    = "io.loquent.twilio.recording."
+	EventTypeRecordingCompleted = EventTypeRecordingPrefix + "completed"
+	EventTypeRecordingAbsent    = EventTypeRecordingPrefix + "absent"
+	EventTypeMessageReceived    = "io.loquent.twilio.message.received"
+)
+
+// Results of an event, as metric labels.
+const (
+	eventDelivered = "delivered"
+	eventRetried   = "retried"
+	eventFailed    = "failed"
+	eventNoSink    = "no_sink"
+)
+
+// eventTypes are the types an event can have (a fixed set: metric labels).
+func eventTypes() []string {
+	var out []string
+	for _, st := range slices.Concat(recordingStatuses, []string{recordingStatusOther}) {
+		out = append(out, EventTypeRecordingPrefix+st)
+	}
+	return append(out, EventTypeMessageReceived)
+}
+
+// recordingEventType is the type of the event of a recording callback with
+// RecordingStatus status.
+func recordingEventType(status string) string {
+	return EventTypeRecordingPrefix + recordingStatusLabel(status)
+}
+
+// EventSource is the source attribute of a number's events: a URI
+// reference naming the account and the number, e.g.
+// /twilio/accounts/AC…/numbers/+14155550100.
+func EventSource(accountSID, number string) string {
+	return "/twilio/accounts/" + accountSID + "/numbers/" + number
+}
+
+// EventID is the id attribute of an event: the lowercase hex SHA-256 of its
+// type and its Twilio keys (RecordingSid and RecordingStatus; MessageSid),
+// each followed by a newline. It is the same for every delivery of the same
+// Twilio callback (Twilio's retries, any replica), so sinks deduplicate by
+// source and id as CloudEvents intends.
+func EventID(typ string, keys ...string) string {
+	h := sha256.New()
+	h.Write([]byte(typ + "\n"))
+	for _, k := range keys {
+		h.Write([]byte(k + "\n"))
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// RecordingData is the data (application/json) of a recording event, from
+// the recording status callback's parameters.
+type RecordingData struct {
+	// AccountSID, CallSID, RecordingSID and RecordingURL are AccountSid,
+	// CallSid, RecordingSid and RecordingUrl.
+	AccountSID   string `json:"accountSid"`
+	CallSID      string `json:"callSid"`
+	RecordingSID string `json:"recordingSid"`
+	RecordingURL string `json:"recordingUrl"`
+	// To is the number that was called (the event's number).
+	To string `json:"to"`
+	// Status is RecordingStatus.
+	Status string `json:"status"`
+	// Duration is RecordingDuration in seconds; absent when Twilio sent none
+	// (or not a whole number).
+	Duration *int64 `json:"duration,omitempty"`
+	// Channels is RecordingChannels; absent when Twilio sent none.
+	Channels *int64 `json:"channels,omitempty"`
+	// RecordingSource and RecordingStartTime are RecordingSource and
+	// RecordingStartTime as Twilio sent them, when it did.
+	RecordingSource    string `json:"recordingSource,omitempty"`
+	RecordingStartTime string `json:"recordingStartTime,omitempty"`
+	// ErrorCode is ErrorCode when it is set and not 0 (e.g. 16101 for an
+	// absent recording).
+	ErrorCode string `json:"errorCode,omitempty"`
+}
+
+// maxMedia bounds the media URLs of a message event (Twilio sends at most 10).
+const maxMedia = 10
+
+// MessageData is the data (application/json) of a message.received event,
+// from the SMS webhook's parameters.
+type MessageData struct {
+	// AccountSID, MessageSID, From, To and Body are AccountSid, MessageSid,
+	// From, To and Body.
+	AccountSID string `json:"accountSid"`
+	MessageSID string `json:"messageSid"`
+	// MessagingServiceSID is MessagingServiceSid, when Twilio sent one.
+	MessagingServiceSID string `json:"messagingServiceSid,omitempty"`
+	From                string `json:"from"`
+	To                  string `json:"to"`
+	Body                string `json:"body"`
+	// NumMedia is NumMedia (0 when absent).
+	NumMedia int `json:"numMedia"`
+	// MediaURLs and MediaContentTypes are MediaUrl0… and
+	// MediaContentType0…, in order (at most 10; empty lists without media).
+	MediaURLs         []string `json:"mediaUrls"`
+	MediaContentTypes []string `json:"mediaContentTypes"`
+}
+
+// recordingData reads a recording callback's parameters; to is the number called.
+func recordingData(form url.Values, to string) RecordingData {
+	d := RecordingData{
+		AccountSID: form.Get("AccountSid"), CallSID: form.Get("CallSid"), RecordingSID: form.Get("RecordingSid"),
+		RecordingURL: form.Get("RecordingUrl"), To: to, Status: form.Get("RecordingStatus"),
+		RecordingSource: form.Get("RecordingSource"), RecordingStartTime: form.Get("RecordingStartTime"),
+	}
+	if n, err := strconv.ParseInt(form.Get("RecordingDuration"), 10, 64); err == nil && n >= 0 {
+		d.Duration = &n
+	}
+	if n, err := strconv.ParseInt(form.Get("RecordingChannels"), 10, 64); err == nil && n >= 0 {
+		d.Channels = &n
+	}
+	if code := form.Get("ErrorCode"); code != "0" {
+		d.ErrorCode = code
+	}
+	return d
+}
+
+// messageData reads an SMS webhook's parameters.
+func messageData(form url.Values) MessageData {
+	d := MessageData{
+		AccountSID: form.Get("AccountSid"), MessageSID: form.Get("MessageSid"), MessagingServiceSID: form.Get("MessagingServiceSid"),
+		From: form.Get("From"), To: form.Get("To"), Body: form.Get("Body"),
+		MediaURLs: []string{}, MediaContentTypes: []string{},
+	}
+	if n, err := strconv.Atoi(form.Get("NumMedia")); err == nil && n > 0 {
+		d.NumMedia = n
+	}
+	for i := range min(d.NumMedia, maxMedia) {
+		u := form.Get("MediaUrl" + strconv.Itoa(i))
+		if u == "" {
+			continue
+		}
+		d.MediaURLs = append(d.MediaURLs, u)
+		d.MediaContentTypes = append(d.MediaContentTypes, form.Get("MediaContentType"+strconv.Itoa(i)))
+	}
+	return d
+}
+
+// newEvent builds a CloudEvents 1.0 event with data as JSON, time now.
+func newEvent(typ, source, subject, id string, data any) (cloudevents.Event, error) {
+	ev := cloudevents.NewEvent(cloudevents.VersionV1)
+	ev.SetID(id)
+	ev.SetType(typ)
+	ev.SetSource(source)
+	ev.SetSubject(subject)
+	ev.SetTime(time.Now().UTC())
+	if err := ev.SetData(cloudevents.ApplicationJSON, data); err != nil {
+		return ev, fmt.Errorf("encode the event's data: %w", err)
+	}
+	return ev, ev.Validate()
+}
+
+// eventSender delivers events to sinks with the CloudEvents SDK, in binary
+// mode over HTTP, through a client whose every connection is checked by the
+// agents' egress policy (a sink URL is tenant input as an agent URL is).
+type eventSender struct {
+	client  cloudevents.Client
+	limits  Limits
+	metrics *Metrics
+}
+
+// maxSinkAnswerBytes bounds how much of a sink's answer is read (the SDK
+// reads a refusal's body into its error).
+const maxSinkAnswerBytes = 64 << 10
+
+// eventUserAgent is the User-Agent of event deliveries.
+const eventUserAgent = "twilio-voice-operator-webhookserver"
+
+func newEventSender(policy *egress.Policy, limits Limits, m *Metrics) (*eventSender, error) {
+	dial := policy.DialContext(&net.Dialer{Timeout: limits.EventAttemptTimeout, KeepAlive: 30 * time.Second})
+	transport := &http.Transport{
+		// Through a proxy, the sink is checked before the proxy is asked for it.
+		Proxy:                  egressProxy(policy, http.ProxyFromEnvironment, "event sink", func(error) {}),
+		DialContext:            dial,
+		ForceAttemptHTTP2:      true,
+		MaxIdleConns:           64,
+		MaxIdleConnsPerHost:    8,
+		IdleConnTimeout:        90 * time.Second,
+		TLSHandshakeTimeout:    limits.EventAttemptTimeout,
+		ExpectContinueTimeout:  time.Second,
+		MaxResponseHeaderBytes: 64 << 10,
+	}
+	hc := http.Client{
+		Transport: limitedAnswers{transport},
+		// A redirect is not followed (it could lead anywhere): the sink's
+		// answer is a refusal like any other non-2xx.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	p, err := cehttp.New(cehttp.WithClient(hc), cehttp.WithHeader("User-Agent", eventUserAgent))
+	if err != nil {
+		return nil, fmt.Errorf("CloudEvents HTTP protocol: %w", err)
+	}
+	c, err := cloudevents.NewClient(p)
+	if err != nil {
+		return nil, fmt.Errorf("CloudEvents client: %w", err)
+	}
+	return &eventSender{client: c, limits: limits, metrics: m}, nil
+}
+
+// limitedAnswers cuts every answer's body to maxSinkAnswerBytes.
+type limitedAnswers struct{ next http.RoundTripper }
+
+func (l limitedAnswers) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := l.next.RoundTrip(r)
+	if resp != nil && resp.Body != nil {
+		resp.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.LimitReader(resp.Body, maxSinkAnswerBytes), resp.Body}
+	}
+	return resp, err
+}
+
+// deliver sends ev to sink and returns the result (eventDelivered,
+// eventRetried or eventFailed), how many attempts it took and the last
+// error. Attempts: at most Limits.EventAttempts, each within
+// EventAttemptTimeout, after a wait of EventBackoff after the first failure
+// and twice as long after each next, all within EventBudget, counted from
+// now and not ended by ctx (a Twilio that stopped waiting does not cut a
+// delivery short). The sink's 2xx delivers; 408, 429, 5xx and connection
+// failures are retried, then the result is eventRetried (the caller answers
+// Twilio 503, so that Twilio retries); any other answer (3xx, 4xx), a sink
+// URL that is not http(s) and a destination the egress policy refuses fail
+// at once, for good.
+func (e *eventSender) deliver(ctx context.Context, sink string, ev *cloudevents.Event) (string, int, error) {
+	start := time.Now()
+	result, attempts, err := e.attempt(ctx, sink, ev)
+	e.metrics.EventDelivery.WithLabelValues(result).Observe(time.Since(start).Seconds())
+	return result, attempts, err
+}
+
+func (e *eventSender) attempt(ctx context.Context, sink string, ev *cloudevents.Event) (string, int, error) {
+	if err := checkSinkURL(sink); err != nil {
+		return eventFailed, 0, err
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.limits.EventBudget)
+	defer cancel()
+	ctx = cloudevents.WithEncodingBinary(cloudevents.ContextWithTarget(ctx, sink))
+	wait := e.limits.EventBackoff
+	for attempt := 1; ; attempt++ {
+		actx, acancel := context.WithTimeout(ctx, e.limits.EventAttemptTimeout)
+		res := e.client.Send(actx, *ev)
+		acancel()
+		err, permanent := sendOutcome(res)
+		switch {
+		case err == nil:
+			return eventDelivered, attempt, nil
+		case permanent:
+			return eventFailed, attempt, err
+		case attempt >= e.limits.EventAttempts:
+			return eventRetried, attempt, err
+		}
+		if deadline, _ := ctx.Deadline(); time.Until(deadline) <= wait {
+			return eventRetried, attempt, err
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return eventRetried, attempt, err
+		case <-timer.C:
+		}
+		wait *= 2
+	}
+}
+
+// checkSinkURL requires an absolute http:// or https:// URL (the CRD
+// validates it too).
+func checkSinkURL(sink string) error {
+	u, err := url.Parse(sink)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("the event sink %s is not an absolute http:// or https:// URL", redactURL(sink))
+	}
+	return nil
+}
+
+// sendOutcome reads the SDK's result of one attempt: nil when the sink
+// accepted the event; otherwise the error, and whether it is permanent.
+func sendOutcome(res error) (error, bool) {
+	if cloudevents.IsACK(res) {
+		return nil, false
+	}
+	var answer *cehttp.Result
+	if errors.As(res, &answer) {
+		code := answer.StatusCode
+		retryable := code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code >= 500
+		return fmt.Errorf("the sink answered %w", res), !retryable
+	}
+	if _, refused := egress.ReasonOf(res); refused {
+		return res, true
+	}
+	var invalid event.ValidationError
+	if errors.As(res, &invalid) {
+		return res, true
+	}
+	return res, false
+}
+
+// eventRoute returns the route whose sink gets an event about number for
+// accountSID: the number's, when it belongs to that account (a signature
+// under one account never routes an event to another account's sink).
+func (s *Server) eventRoute(accountSID, number string) (Route, bool) {
+	if number == "" {
+		return Route{}, false
+	}
+	route, ok := s.opts.Routes.Lookup(number)
+	if !ok || route.AccountSID != accountSID {
+		return Route{}, false
+	}
+	return route, true
+}
+
+// sendEvent delivers ev to route's sink and counts it. It returns the
+// result, and kv with the event's id and type, the sink (redacted) and the
+// attempts added, and the error, if any, as a log value: a refusal by the
+// egress policy as the policy words it (what was refused, why, and the
+// setting that would allow it), anything else (which may quote the sink's
+// answer) cut to the logged length.
+func (s *Server) sendEvent(ctx context.Context, route Route, ev *cloudevents.Event, kv []any) (string, []any, error) {
+	result, attempts, err := s.events.deliver(ctx, route.EventSinkURL, ev)
+	s.metrics.Events.WithLabelValues(ev.Type(), result).Inc()
+	kv = append(kv, "eventId", ev.ID(), "eventType", ev.Type(), "sink", redactURL(route.EventSinkURL), "attempts", attempts)
+	if err == nil {
+		return result, kv, nil
+	}
+	var refused *egress.RefusedError
+	if errors.As(err, &refused) {
+		return result, append(kv, "refusedReason", string(refused.Reason)), refused
+	}
+	return result, kv, errors.New(logValue(strings.TrimSpace(err.Error())))
+}
+
+// logEventFailure logs an event that will not be delivered (eventFailed).
+func (s *Server) logEventFailure(what string, err error, kv []any) {
+	s.log.Error(err, what+": refused for good (by the sink, or by the egress policy); Twilio is not asked to retry", kv...)
+}
+
+// validSID reports whether sid can go into an event's attributes (its
+// subject) and id: ASCII letters and digits, at most 64, as Twilio's SIDs
+// are (two letters and 32 hex digits).
+func validSID(sid string) bool {
+	if sid == "" || len(sid) > 64 {
+		return false
+	}
+	for i := 0; i < len(sid); i++ {
+		c := sid[i]
+		if (c < '0' || c > '9') && (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') {
+			return false
+		}
+	}
+	return true
+}
