@@ -14,6 +14,7 @@ import (
 
 	twiliov1 "github.com/loquent/twilio-voice-operator/api/v1alpha1"
 	"github.com/loquent/twilio-voice-operator/internal/twilio"
+	"github.com/loquent/twilio-voice-operator/internal/twiliosig"
 )
 
 // VoicePath is the webhook server's inbound-call endpoint under the public URL.
@@ -93,7 +94,7 @@ func (r *TwilioPhoneNumberReconciler) statusURL() string {
 	if err != nil {
 		return ""
 	}
-	return u.Scheme + "://" + u.Host + strings.TrimSuffix(u.Path, VoicePath) + StatusPath
+	return u.Scheme + "://" + u.Host + strings.TrimSuffix(u.Path, VoicePath) + StatusPath + twiliosig.ConnectionOverrides
 }
 
 // statusCallbackUpdate sets the status callback a take-over writes: the

@@ -14,6 +14,7 @@ import (
 
 	twiliov1 "github.com/loquent/twilio-voice-operator/api/v1alpha1"
 	"github.com/loquent/twilio-voice-operator/internal/credentials"
+	"github.com/loquent/twilio-voice-operator/internal/twiliosig"
 	"github.com/loquent/twilio-voice-operator/internal/twiliosim"
 )
 
@@ -336,7 +337,7 @@ func TestCallStatusCallbackTakenOverAndGivenBack(t *testing.T) {
 	g := NewWithT(t)
 	g.Expect(n.Status.SavedRouting.StatusCallback).To(Equal(origStatus))
 	live := twilioNumber(g, tw.SID)
-	g.Expect([]string{live.StatusCallback, live.StatusCallbackMethod}).To(Equal([]string{testPublicURL + StatusPath, "POST"}))
+	g.Expect([]string{live.StatusCallback, live.StatusCallbackMethod}).To(Equal([]string{testPublicURL + StatusPath + twiliosig.ConnectionOverrides, "POST"}))
 
 	// Turned off while routed: the original comes back, the number stays ours.
 	n = getNumber(g, ns, "status")

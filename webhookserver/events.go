@@ -34,7 +34,44 @@ const (
 	EventTypeRecordingCompleted = EventTypeRecordingPrefix + "completed"
 	EventTypeRecordingAbsent    = EventTypeRecordingPrefix + "absent"
 	EventTypeMessageReceived    = "io.loquent.twilio.message.received"
+	// EventTypeCallPrefix + the CallStatus of a call status callback
+	// (queued, initiated, ringing, in-progress, completed, busy, failed,
+	// no-answer, canceled; any other as "other").
+	EventTypeCallPrefix = "io.loquent.twilio.call."
 )
+
+// callStatuses are the CallStatus values with an event type of their own.
+var callStatuses = []string{"queued", "initiated", "ringing", "in-progress", "completed", "busy", "failed", "no-answer", "canceled"}
+
+// callEventType is the type of the event of a call status callback.
+func callEventType(status string) string {
+	if slices.Contains(callStatuses, status) {
+		return EventTypeCallPrefix + status
+	}
+	return EventTypeCallPrefix + "other"
+}
+
+// CallData is the data of a call status event.
+type CallData struct {
+	AccountSID string `json:"accountSid"`
+	CallSID    string `json:"callSid"`
+	From       string `json:"from"`
+	To         string `json:"to"`
+	Direction  string `json:"direction,omitempty"`
+	CallStatus string `json:"callStatus"`
+	// CallDuration is CallDuration in seconds, on completed calls.
+	CallDuration *int64 `json:"callDuration,omitempty"`
+	Timestamp    string `json:"timestamp,omitempty"`
+}
+
+func callData(form url.Values) CallData {
+	d := CallData{AccountSID: form.Get("AccountSid"), CallSID: form.Get("CallSid"), From: form.Get("From"), To: form.Get("To"),
+		Direction: form.Get("Direction"), CallStatus: form.Get("CallStatus"), Timestamp: form.Get("Timestamp")}
+	if n, err := strconv.ParseInt(form.Get("CallDuration"), 10, 64); err == nil && n >= 0 {
+		d.CallDuration = &n
+	}
+	return d
+}
 
 // Results of an event, as metric labels.
 const (
@@ -49,6 +86,9 @@ func eventTypes() []string {
 	var out []string
 	for _, st := range slices.Concat(recordingStatuses, []string{recordingStatusOther}) {
 		out = append(out, EventTypeRecordingPrefix+st)
+	}
+	for _, st := range append(slices.Clone(callStatuses), "other") {
+		out = append(out, EventTypeCallPrefix+st)
 	}
 	return append(out, EventTypeMessageReceived)
 }

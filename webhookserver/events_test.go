@@ -563,3 +563,45 @@ func TestEventData(t *testing.T) {
 	g.Expect(m.MediaContentTypes).To(Equal([]string{"", "image/gif"}))
 	g.Expect(messageData(url.Values{"NumMedia": {"-1"}}).NumMedia).To(BeZero())
 }
+
+// TestCallStatusEventReachesSink: a call status callback at StatusPath (the
+// number's StatusCallback with spec.events.callStatus) becomes a call event,
+// signed over the URL with its fragment; Twilio's repeat has the same id.
+func TestCallStatusEventReachesSink(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	acct := createAccount(t, ns, "main")
+	sink := newCESink(t)
+	const number = "+14155550611"
+	createNumber(t, ns, "support", number, "main", "ws://agent.invalid/media", withSink(sink.url))
+	h := startServer(t, ns, fastEvents(1))
+	waitSink(t, h, number, sink.url)
+
+	callSID := newCallSID()
+	form := url.Values{"AccountSid": {acct.sid}, "CallSid": {callSID}, "CallStatus": {"completed"}, "From": {"+15005550006"},
+		"To": {number}, "Direction": {"inbound"}, "CallDuration": {"42"}, "Timestamp": {"Mon, 30 Nov 2026 10:00:00 +0000"}}
+	signed := func() *http.Response {
+		// Signed over the URL with the fragment the operator sets, as Twilio may.
+		return h.postSigned(StatusPath, form, sign(acct.token, testPublicURL+StatusPath+ConnectionOverrides, form))
+	}
+	resp := signed()
+	g.Expect(resp.StatusCode).To(Equal(http.StatusNoContent))
+	g.Expect(sink.received()).To(HaveLen(1))
+	e := sink.received()[0]
+	g.Expect(e.Type()).To(Equal(EventTypeCallPrefix + "completed"))
+	g.Expect(e.Subject()).To(Equal(callSID))
+	g.Expect(e.ID()).To(Equal(EventID(EventTypeCallPrefix+"completed", callSID, "completed")))
+	var data CallData
+	g.Expect(json.Unmarshal(e.Data(), &data)).To(Succeed())
+	g.Expect(data.CallDuration).To(Equal(ptrInt64(42)))
+	g.Expect(data.To).To(Equal(number))
+
+	// Twilio's retry of the same callback is the same event.
+	g.Expect(signed().StatusCode).To(Equal(http.StatusNoContent))
+	g.Expect(sink.uniqueIDs()).To(HaveLen(1))
+
+	// A forged one is refused.
+	g.Expect(h.postSigned(StatusPath, form, sign("made-up-token0123", testPublicURL+StatusPath, form)).StatusCode).To(Equal(http.StatusForbidden))
+}
+
+func ptrInt64(v int64) *int64 { return &v }

@@ -14,6 +14,7 @@ const (
 	routeVoice     = "voice"
 	routeRecording = "recording"
 	routeEvents    = "events"
+	routeStatus    = "status"
 	routeStream    = "stream"
 )
 
@@ -194,6 +195,8 @@ func (m *Metrics) initialise() {
 		routeRecording: {outcomeOK, outcomeDuplicate, outcomeSinkUnavailable, outcomeForbidden, outcomeBadRequest, outcomeTooLarge,
 			outcomeUnsupportedMedia, outcomeMethodNotAllowed, outcomeThrottled, outcomeOverCapacity},
 		routeEvents: {outcomeOK, outcomeSinkUnavailable, outcomeForbidden, outcomeBadRequest, outcomeTooLarge, outcomeUnsupportedMedia,
+			outcomeMethodNotAllowed, outcomeThrottled, outcomeOverCapacity},
+		routeStatus: {outcomeOK, outcomeSinkUnavailable, outcomeForbidden, outcomeBadRequest, outcomeTooLarge, outcomeUnsupportedMedia,
 			outcomeMethodNotAllowed, outcomeThrottled, outcomeOverCapacity},
 		routeStream: {outcomeUpgraded, outcomeUpgradedLegacy, outcomeUpgradeFailed, outcomeForbidden, outcomeBadRequest,
 			outcomeNotFound, outcomeMethodNotAllowed, outcomeThrottled, outcomeUnavailable, outcomeOverCapacity},

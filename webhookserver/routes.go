@@ -348,7 +348,7 @@ func (s *Server) readSignedForm(w http.ResponseWriter, r *http.Request, route st
 		s.refuseSignature(w, r, route, sigUnknownAccount)
 		return nil, false
 	}
-	if !s.sig.checkForm(r, form, sig, validators, route == routeRecording || route == routeEvents) {
+	if !s.sig.checkForm(r, form, sig, validators, route == routeRecording || route == routeEvents || route == routeStatus) {
 		s.refuseSignature(w, r, route, sigInvalid)
 		return nil, false
 	}
@@ -401,4 +401,56 @@ func (s *Server) writeXML(w http.ResponseWriter, route, outcome, doc string) {
 	w.Header().Set("Content-Type", contentTypeXML)
 	w.Header().Set("Content-Length", strconv.Itoa(len(doc)))
 	_, _ = io.WriteString(w, doc)
+}
+
+// handleStatus turns a call status callback (the number's StatusCallback,
+// set by the operator with spec.events.callStatus) into a call event for
+// the number's sink: 204 once delivered (or with no sink), 503 when the
+// sink did not take it in time, so that Twilio retries (ConnectionOverrides).
+func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		s.refuseMethod(w, routeStatus, http.MethodPost)
+		return
+	}
+	form, ok := s.readSignedForm(w, r, routeStatus)
+	if !ok {
+		return
+	}
+	callSID, status, accountSID, to := form.Get("CallSid"), form.Get("CallStatus"), form.Get("AccountSid"), form.Get("To")
+	if callSID == "" || status == "" {
+		s.respond(w, routeStatus, outcomeBadRequest, http.StatusBadRequest)
+		return
+	}
+	typ := callEventType(status)
+	kv := []any{"callSid", logValue(callSID), "accountSid", logValue(accountSID), "to", logValue(to), "status", logValue(status)}
+	route, routed := s.eventRoute(accountSID, to)
+	if !routed || route.EventSinkURL == "" {
+		s.metrics.Events.WithLabelValues(typ, eventNoSink).Inc()
+		s.log.V(1).Info("Call status", append(kv, "event", "no sink")...)
+		s.respond(w, routeStatus, outcomeOK, http.StatusNoContent)
+		return
+	}
+	kv = append(kv, "object", route.Object.String())
+	ev, err := newEvent(typ, EventSource(route.AccountSID, route.Number), callSID, EventID(typ, callSID, status), callData(form))
+	if err == nil && !validSID(callSID) {
+		err = errors.New("CallSid must be a SID (letters and digits) to make an event of the callback")
+	}
+	if err != nil {
+		s.metrics.Events.WithLabelValues(typ, eventFailed).Inc()
+		s.log.Error(err, "Call status event not built", kv...)
+		s.respond(w, routeStatus, outcomeOK, http.StatusNoContent)
+		return
+	}
+	result, kv, err := s.sendEvent(r.Context(), route, &ev, kv)
+	switch result {
+	case eventRetried:
+		s.log.Info("Call status event not delivered: answering 503 so that Twilio retries", append(kv, "error", err.Error())...)
+		s.respond(w, routeStatus, outcomeSinkUnavailable, http.StatusServiceUnavailable)
+		return
+	case eventFailed:
+		s.logEventFailure("Call status event not delivered", err, kv)
+	default:
+		s.log.V(1).Info("Call status", kv...)
+	}
+	s.respond(w, routeStatus, outcomeOK, http.StatusNoContent)
 }

@@ -35,6 +35,10 @@ const (
 	StreamPath    = "/twilio/stream"
 	RecordingPath = "/twilio/recording"
 	EventsPath    = "/twilio/events"
+	// StatusPath receives call status callbacks: the operator points a
+	// number's StatusCallback here when it asks for call events
+	// (spec.events.callStatus), with ConnectionOverrides.
+	StatusPath = "/twilio/status"
 )
 
 // Limits bounds what one request or stream may cost. Zero fields take the
@@ -374,6 +378,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc(StreamPath+"/", s.handleStream) // StreamPath/{AccountSid}
 	mux.HandleFunc(RecordingPath, s.handleRecording)
 	mux.HandleFunc(EventsPath, s.handleEvents)
+	mux.HandleFunc(StatusPath, s.handleStatus)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if over, _ := r.Context().Value(overConnectionCap{}).(bool); over {
 			// Accepted over MaxConnections (see Serve): refuse, and close.
@@ -406,6 +411,8 @@ func routeLabel(path string) string {
 		return routeRecording
 	case path == EventsPath:
 		return routeEvents
+	case path == StatusPath:
+		return routeStatus
 	case path == StreamPath || strings.HasPrefix(path, StreamPath+"/"):
 		return routeStream
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/twilio/twilio-go/twiml"
 
 	twiliov1 "github.com/loquent/twilio-voice-operator/api/v1alpha1"
+	"github.com/loquent/twilio-voice-operator/internal/twiliosig"
 )
 
 // Custom parameters passed on <Stream>; they arrive as start.customParameters.
@@ -174,7 +175,7 @@ var placeholders = [numSlots]string{
 // should put the same fragment on the SmsUrl it points at EventsPath. The
 // rp values 5xx, ct and rt are what Twilio's page and common use show; that
 // Twilio waits between retries, and how long, is unconfirmed.
-const ConnectionOverrides = "#rc=3&rp=5xx,ct,rt&tt=15000"
+const ConnectionOverrides = twiliosig.ConnectionOverrides
 
 // RecordingToParam is the query parameter of the recording status callback
 // URL that names the called number: a recording callback carries the

@@ -12,6 +12,14 @@ import (
 	"strings"
 )
 
+// ConnectionOverrides are the Twilio webhook connection overrides
+// (twilio-facts.md §7), as a URL fragment, on the callback URLs whose events
+// the webhook server delivers to a sink: up to 3 retries (rc) when it
+// answers 5xx or the connection or read fails (rp), within Twilio's maximum
+// total time of 15 s (tt). The webhook server puts it on the recording
+// callback; the operator puts it on the StatusCallback it sets.
+const ConnectionOverrides = "#rc=3&rp=5xx,ct,rt&tt=15000"
+
 // SignatureHeader is the HTTP header that carries Twilio's request signature.
 const SignatureHeader = "X-Twilio-Signature"
 
