@@ -424,3 +424,52 @@ func validSID(sid string) bool {
 	}
 	return true
 }
+
+// callbackEvent is one Twilio callback to deliver as an event.
+type callbackEvent struct {
+	what               string // for logs: "Recording status", "SMS event", "Call status"
+	typ                string
+	accountSID, number string // the number the event is about, under the account that signed
+	subject, id        string
+	sids               []string // Twilio SIDs the event names: letters and digits only
+	kv                 []any
+	data               func(number string) any
+}
+
+// deliverCallback delivers cb's event to its number's sink (see
+// eventRoute), counts and logs the result. It returns false when the sink
+// did not take the event in time and Twilio should be answered 503, so that
+// it retries; true when the event was delivered, when there is no sink, and
+// when it failed for good (a retry cannot help).
+func (s *Server) deliverCallback(ctx context.Context, cb callbackEvent) bool {
+	kv := cb.kv
+	route, routed := s.eventRoute(cb.accountSID, cb.number)
+	if !routed || route.EventSinkURL == "" {
+		s.metrics.Events.WithLabelValues(cb.typ, eventNoSink).Inc()
+		s.log.Info(cb.what, append(kv, "event", "no sink")...)
+		return true
+	}
+	kv = append(kv, "object", route.Object.String())
+	ev, err := newEvent(cb.typ, EventSource(route.AccountSID, route.Number), cb.subject, cb.id, cb.data(route.Number))
+	for _, sid := range cb.sids {
+		if err == nil && !validSID(sid) {
+			err = fmt.Errorf("%q is not a SID (letters and digits): no event is made of the callback", sid)
+		}
+	}
+	if err != nil {
+		s.metrics.Events.WithLabelValues(cb.typ, eventFailed).Inc()
+		s.log.Error(err, cb.what+": event not built", kv...)
+		return true
+	}
+	result, kv, err := s.sendEvent(ctx, route, &ev, kv)
+	switch result {
+	case eventRetried:
+		s.log.Info(cb.what+": event not delivered; answering 503 so that Twilio retries", append(kv, "error", err.Error())...)
+		return false
+	case eventFailed:
+		s.logEventFailure(cb.what+": event not delivered", err, kv)
+	default:
+		s.log.Info(cb.what, kv...)
+	}
+	return true
+}

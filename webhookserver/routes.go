@@ -199,36 +199,14 @@ func (s *Server) handleRecording(w http.ResponseWriter, r *http.Request) {
 	// The signature covers the query: the number is the one this server put
 	// in the call's answer. A callback without it (a call answered before
 	// the number was put there) has no route, hence no sink.
-	route, routed := s.eventRoute(accountSID, r.URL.Query().Get(RecordingToParam))
-	if !routed || route.EventSinkURL == "" {
-		s.metrics.Events.WithLabelValues(typ, eventNoSink).Inc()
-		s.recordingHandled(key, form, status)
-		s.log.Info("Recording status", append(kv, "event", "no sink")...)
-		s.respond(w, routeRecording, outcomeOK, http.StatusNoContent)
-		return
-	}
-	kv = append(kv, "object", route.Object.String())
-	ev, err := newEvent(typ, EventSource(route.AccountSID, route.Number), callSID, EventID(typ, recSID, status), recordingData(form, route.Number))
-	if err == nil && (!validSID(recSID) || !validSID(callSID)) {
-		err = errors.New("RecordingSid and CallSid must be SIDs (letters and digits) to make an event of the callback")
-	}
-	if err != nil {
-		s.metrics.Events.WithLabelValues(typ, eventFailed).Inc()
-		s.recordingHandled(key, form, status)
-		s.log.Error(err, "Recording event not built", kv...)
-		s.respond(w, routeRecording, outcomeOK, http.StatusNoContent)
-		return
-	}
-	result, kv, err := s.sendEvent(r.Context(), route, &ev, kv)
-	switch result {
-	case eventRetried:
-		s.log.Info("Recording event not delivered: answering 503 so that Twilio retries", append(kv, "error", err.Error())...)
+	to := r.URL.Query().Get(RecordingToParam)
+	if !s.deliverCallback(r.Context(), callbackEvent{
+		what: "Recording status", typ: typ, accountSID: accountSID, number: to, subject: callSID,
+		id: EventID(typ, recSID, status), sids: []string{recSID, callSID}, kv: kv,
+		data: func(number string) any { return recordingData(form, number) },
+	}) {
 		s.respond(w, routeRecording, outcomeSinkUnavailable, http.StatusServiceUnavailable)
 		return
-	case eventFailed:
-		s.logEventFailure("Recording event not delivered", err, kv)
-	default:
-		s.log.Info("Recording status", kv...)
 	}
 	s.recordingHandled(key, form, status)
 	s.respond(w, routeRecording, outcomeOK, http.StatusNoContent)
@@ -270,34 +248,13 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	const typ = EventTypeMessageReceived
-	route, routed := s.eventRoute(accountSID, to)
-	if !routed || route.EventSinkURL == "" {
-		s.metrics.Events.WithLabelValues(typ, eventNoSink).Inc()
-		s.log.Info("SMS event", append(kv, "event", "no sink")...)
-		s.writeXML(w, routeEvents, outcomeOK, s.emptyMessaging)
-		return
-	}
-	kv = append(kv, "object", route.Object.String())
-	ev, err := newEvent(typ, EventSource(route.AccountSID, route.Number), msgSID, EventID(typ, msgSID), messageData(form))
-	if err == nil && !validSID(msgSID) {
-		err = errors.New("MessageSid must be a SID (letters and digits) to make an event of the message")
-	}
-	if err != nil {
-		s.metrics.Events.WithLabelValues(typ, eventFailed).Inc()
-		s.log.Error(err, "Message event not built", kv...)
-		s.writeXML(w, routeEvents, outcomeOK, s.emptyMessaging)
-		return
-	}
-	result, kv, err := s.sendEvent(r.Context(), route, &ev, kv)
-	switch result {
-	case eventRetried:
-		s.log.Info("Message event not delivered: answering 503 so that Twilio retries", append(kv, "error", err.Error())...)
+	if !s.deliverCallback(r.Context(), callbackEvent{
+		what: "SMS event", typ: typ, accountSID: accountSID, number: to, subject: msgSID,
+		id: EventID(typ, msgSID), sids: []string{msgSID}, kv: kv,
+		data: func(string) any { return messageData(form) },
+	}) {
 		s.respond(w, routeEvents, outcomeSinkUnavailable, http.StatusServiceUnavailable)
 		return
-	case eventFailed:
-		s.logEventFailure("Message event not delivered", err, kv)
-	default:
-		s.log.Info("SMS event", kv...)
 	}
 	s.writeXML(w, routeEvents, outcomeOK, s.emptyMessaging)
 }
@@ -423,34 +380,13 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 	}
 	typ := callEventType(status)
 	kv := []any{"callSid", logValue(callSID), "accountSid", logValue(accountSID), "to", logValue(to), "status", logValue(status)}
-	route, routed := s.eventRoute(accountSID, to)
-	if !routed || route.EventSinkURL == "" {
-		s.metrics.Events.WithLabelValues(typ, eventNoSink).Inc()
-		s.log.V(1).Info("Call status", append(kv, "event", "no sink")...)
-		s.respond(w, routeStatus, outcomeOK, http.StatusNoContent)
-		return
-	}
-	kv = append(kv, "object", route.Object.String())
-	ev, err := newEvent(typ, EventSource(route.AccountSID, route.Number), callSID, EventID(typ, callSID, status), callData(form))
-	if err == nil && !validSID(callSID) {
-		err = errors.New("CallSid must be a SID (letters and digits) to make an event of the callback")
-	}
-	if err != nil {
-		s.metrics.Events.WithLabelValues(typ, eventFailed).Inc()
-		s.log.Error(err, "Call status event not built", kv...)
-		s.respond(w, routeStatus, outcomeOK, http.StatusNoContent)
-		return
-	}
-	result, kv, err := s.sendEvent(r.Context(), route, &ev, kv)
-	switch result {
-	case eventRetried:
-		s.log.Info("Call status event not delivered: answering 503 so that Twilio retries", append(kv, "error", err.Error())...)
+	if !s.deliverCallback(r.Context(), callbackEvent{
+		what: "Call status", typ: typ, accountSID: accountSID, number: to, subject: callSID,
+		id: EventID(typ, callSID, status), sids: []string{callSID}, kv: kv,
+		data: func(string) any { return callData(form) },
+	}) {
 		s.respond(w, routeStatus, outcomeSinkUnavailable, http.StatusServiceUnavailable)
 		return
-	case eventFailed:
-		s.logEventFailure("Call status event not delivered", err, kv)
-	default:
-		s.log.V(1).Info("Call status", kv...)
 	}
 	s.respond(w, routeStatus, outcomeOK, http.StatusNoContent)
 }
