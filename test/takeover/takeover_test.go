@@ -263,3 +263,43 @@ func eventReasons(g Gomega, ns, name string) []string {
 	}
 	return out
 }
+
+// TestCallEventsReachTheSink: a number taken over with spec.events.callStatus
+// and a sink gets, through the real webhook server, the recording and the
+// call's completed status as CloudEvents, with Twilio's StatusCallback
+// pointed at the webhook server by the take-over.
+func TestCallEventsReachTheSink(t *testing.T) {
+	var mu sync.Mutex
+	var types []string
+	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		types = append(types, r.Header.Get("Ce-Type")+" "+r.Header.Get("Ce-Specversion"))
+		mu.Unlock()
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	defer sink.Close()
+	ns := newNamespace(t)
+	createAccount(t, ns)
+	e164 := nextE164()
+	sid := emulator.AddNumber(twiliosim.Number{AccountSID: accountSID, PhoneNumber: e164, VoiceURL: original}).SID
+	createNumber(t, ns, "events", e164, func(n *twiliov1.TwilioPhoneNumber) {
+		n.Spec.Events = &twiliov1.EventsSpec{Sink: &twiliov1.EventSink{URL: sink.URL + "/events"}, CallStatus: true}
+	})
+	startInstall(t, installOptions{publicURL: publicURL, installID: "prod", namespaces: []string{ns}, preflight: true, publish: true})
+	waitReady(t, ns, "events", metav1.ConditionTrue, twiliov1.ReasonConfigured)
+
+	g := NewWithT(t)
+	live := liveNumber(g, sid)
+	g.Expect(live.StatusCallback).To(HavePrefix(publicURL+"/twilio/status#"), "the take-over points StatusCallback at the webhook server")
+	voiceURL, _, _, _ := emulator.EffectiveVoiceURL(e164)
+	// The webhook server sees the number's sink moments after the operator published it.
+	g.Eventually(func(g Gomega) {
+		res, err := callsim.Place(t.Context(), callsim.Call{VoiceURL: voiceURL, AuthToken: authToken, AccountSID: accountSID,
+			From: "+15005550006", To: e164, MediaFrames: 10, StatusCallback: live.StatusCallback, StatusCallbackMethod: live.StatusCallbackMethod})
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(res.StatusCallbackStatus).To(Equal(http.StatusNoContent))
+		mu.Lock()
+		defer mu.Unlock()
+		g.Expect(types).To(ContainElements("io.loquent.twilio.recording.completed 1.0", "io.loquent.twilio.call.completed 1.0"))
+	}, wait, time.Second).Should(Succeed())
+}

@@ -59,6 +59,13 @@ type Call struct {
 	// fallback, the call fails. FallbackMethod is GET or POST (the default).
 	FallbackURL    string
 	FallbackMethod string
+	// StatusCallback is the number's StatusCallback: when set, the call
+	// posts the "completed" call status callback there once it has ended,
+	// signed, retried per the URL fragment's connection overrides, as Twilio
+	// does for a number's status callback (completed only).
+	// StatusCallbackMethod is GET or POST (the default).
+	StatusCallback       string
+	StatusCallbackMethod string
 	// MediaFrames is the number of caller media frames to send (20 ms each).
 	// The caller hangs up after the last one.
 	MediaFrames int
@@ -164,6 +171,11 @@ type Result struct {
 	// than once when it failed and the connection overrides in its URL's
 	// fragment asked for retries (see ParseOverrides).
 	RecordingCallbackAttempts int
+	// StatusCallbackStatus and StatusCallbackAttempts are the answer to the
+	// call status callback and how many times it was sent (0 without
+	// Call.StatusCallback).
+	StatusCallbackStatus   int
+	StatusCallbackAttempts int
 }
 
 // Place places one inbound call as described by c and returns what happened.
@@ -198,6 +210,11 @@ func Place(ctx context.Context, c Call) (Result, error) {
 	if ctx.Err() == nil && wantsCompletedCallback(res.Recording) {
 		if err := postRecording(ctx, c, *res.Recording, &res); err != nil {
 			x.errs = append(x.errs, fmt.Errorf("recording status callback: %w", err))
+		}
+	}
+	if ctx.Err() == nil && c.StatusCallback != "" {
+		if err := postCallStatus(ctx, c, &res); err != nil {
+			x.errs = append(x.errs, fmt.Errorf("call status callback: %w", err))
 		}
 	}
 	return res, errors.Join(x.errs...)

@@ -179,3 +179,29 @@ func signedRequest(ctx context.Context, c Call, method, publicURL string, params
 	}
 	return a, nil
 }
+
+// postCallStatus sends the number's "completed" call status callback once
+// the call has ended (Call.StatusCallback), retried per its connection
+// overrides like the recording callback. The parameters are those of the
+// voice webhook plus CallStatus completed, CallDuration (whole seconds of
+// the media sent, at least 1) and Timestamp.
+func postCallStatus(ctx context.Context, c Call, res *Result) error {
+	cb, err := url.Parse(c.StatusCallback)
+	if err != nil || (cb.Scheme != "https" && cb.Scheme != "http") || cb.Host == "" {
+		return fmt.Errorf("StatusCallback %q: must be an absolute http(s) URL", c.StatusCallback)
+	}
+	method := strings.ToUpper(c.StatusCallbackMethod)
+	if method == "" {
+		method = http.MethodPost
+	}
+	if method != http.MethodPost && method != http.MethodGet {
+		return fmt.Errorf("StatusCallbackMethod %q: must be GET or POST", c.StatusCallbackMethod)
+	}
+	params := voiceParams(c)
+	params.Set("CallStatus", "completed")
+	params.Set("CallDuration", strconv.Itoa(max(1, (res.SentMedia*frameMillis+999)/1000)))
+	params.Set("Timestamp", time.Now().UTC().Format(time.RFC1123Z))
+	resp, attempts, err := sendWithOverrides(ctx, c, method, c.StatusCallback, params, 1<<10)
+	res.StatusCallbackStatus, res.StatusCallbackAttempts = resp.status, attempts
+	return err
+}
