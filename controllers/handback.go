@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -66,9 +67,21 @@ func (r *TwilioAccountReconciler) reconcileHandBack(ctx context.Context, acct *t
 			return false, err
 		}
 	}
-	held := holding(numbers)
-	secretTerminating, err := r.keepCredentials(ctx, acct)
+	secret, err := r.credentialsSecret(ctx, acct)
 	if err != nil {
+		return false, err
+	}
+	secretTerminating := secret != nil && !secret.DeletionTimestamp.IsZero()
+	held := holding(numbers)
+	if deleting || secretTerminating {
+		// Finalizers may go on this answer: ask the API server, not the
+		// cache, which may not show a number's fresh save yet. Both
+		// finalizers are decided on this one answer.
+		if held, err = r.holdingNow(ctx, acct); err != nil {
+			return false, err
+		}
+	}
+	if err := r.keepCredentials(ctx, acct, secret, len(held) > 0); err != nil {
 		return false, err
 	}
 	switch {
@@ -121,36 +134,45 @@ func (r *TwilioAccountReconciler) patchAccountFinalizer(ctx context.Context, acc
 	return nil
 }
 
-// keepCredentials puts CredentialsFinalizer on the account's Secret while an
-// account that uses it needs it (see needsCredentials), and removes it when
-// none does. It reports whether the Secret is being deleted.
-func (r *TwilioAccountReconciler) keepCredentials(ctx context.Context, acct *twiliov1.TwilioAccount) (terminating bool, err error) {
+// credentialsSecret reads the metadata of the account's Secret; nil when it
+// does not exist.
+func (r *TwilioAccountReconciler) credentialsSecret(ctx context.Context, acct *twiliov1.TwilioAccount) (*metav1.PartialObjectMetadata, error) {
 	secret := &metav1.PartialObjectMetadata{}
 	secret.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
 	key := client.ObjectKey{Namespace: acct.Namespace, Name: acct.Spec.CredentialsSecretRef.Name}
 	if err := r.Get(ctx, key, secret); err != nil {
-		return false, client.IgnoreNotFound(err)
+		return nil, client.IgnoreNotFound(err)
 	}
-	terminating = !secret.DeletionTimestamp.IsZero()
+	return secret, nil
+}
+
+// keepCredentials puts CredentialsFinalizer on the account's Secret while an
+// account that uses it needs it (see needsCredentials), and removes it when
+// none does. holds says whether acct's own numbers hold saved originals.
+func (r *TwilioAccountReconciler) keepCredentials(ctx context.Context, acct *twiliov1.TwilioAccount, secret *metav1.PartialObjectMetadata, holds bool) error {
+	if secret == nil {
+		return nil
+	}
+	terminating := !secret.DeletionTimestamp.IsZero()
+	key := client.ObjectKeyFromObject(secret)
 	var users twiliov1.TwilioAccountList
 	if err := r.List(ctx, &users, client.InNamespace(acct.Namespace), client.MatchingFields{IndexSecretRef: key.Name}); err != nil {
-		return terminating, fmt.Errorf("list TwilioAccounts using Secret %s: %w", key.Name, err)
+		return fmt.Errorf("list TwilioAccounts using Secret %s: %w", key.Name, err)
 	}
-	need := false
+	need := (acct.DeletionTimestamp.IsZero() && !terminating) || holds
 	for i := range users.Items {
-		u := &users.Items[i]
-		if u.UID == acct.UID {
-			u = acct // the copy being reconciled is newer
-		}
-		if need, err = r.needsCredentials(ctx, u, terminating); err != nil || need {
+		if need {
 			break
 		}
-	}
-	if err != nil {
-		return terminating, err
+		if u := &users.Items[i]; u.UID != acct.UID {
+			var err error
+			if need, err = r.needsCredentials(ctx, u, terminating); err != nil {
+				return err
+			}
+		}
 	}
 	if need == controllerutil.ContainsFinalizer(secret, twiliov1.CredentialsFinalizer) {
-		return terminating, nil
+		return nil
 	}
 	before := secret.DeepCopy()
 	if need {
@@ -159,9 +181,9 @@ func (r *TwilioAccountReconciler) keepCredentials(ctx context.Context, acct *twi
 		controllerutil.RemoveFinalizer(secret, twiliov1.CredentialsFinalizer)
 	}
 	if err := r.Patch(ctx, secret, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
-		return terminating, client.IgnoreNotFound(fmt.Errorf("update finalizers of Secret %s: %w", key, err))
+		return client.IgnoreNotFound(fmt.Errorf("update finalizers of Secret %s: %w", key, err))
 	}
-	return terminating, nil
+	return nil
 }
 
 // needsCredentials reports whether an account needs its Secret kept: while it
@@ -174,9 +196,19 @@ func (r *TwilioAccountReconciler) needsCredentials(ctx context.Context, acct *tw
 	if !controllerutil.ContainsFinalizer(acct, twiliov1.AccountFinalizer) && !acct.DeletionTimestamp.IsZero() {
 		return false, nil
 	}
-	var numbers twiliov1.TwilioPhoneNumberList
-	if err := r.List(ctx, &numbers, client.InNamespace(acct.Namespace), client.MatchingFields{IndexAccountRef: acct.Name}); err != nil {
-		return false, fmt.Errorf("list TwilioPhoneNumbers of %s: %w", acct.Name, err)
+	held, err := r.holdingNow(ctx, acct)
+	return len(held) > 0, err
+}
+
+// holdingNow lists, from the API server itself, the numbers of acct that
+// hold saved originals. It decides whether a finalizer that keeps their
+// credentials may go, so it never trusts the cache, which can lag a number's
+// save by seconds.
+func (r *TwilioAccountReconciler) holdingNow(ctx context.Context, acct *twiliov1.TwilioAccount) ([]string, error) {
+	var all twiliov1.TwilioPhoneNumberList
+	if err := r.APIReader.List(ctx, &all, client.InNamespace(acct.Namespace)); err != nil {
+		return nil, fmt.Errorf("list TwilioPhoneNumbers of %s: %w", acct.Name, err)
 	}
-	return len(holding(numbers.Items)) > 0, nil
+	mine := slices.DeleteFunc(all.Items, func(n twiliov1.TwilioPhoneNumber) bool { return n.Spec.AccountRef.Name != acct.Name })
+	return holding(mine), nil
 }

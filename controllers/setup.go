@@ -343,6 +343,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 	acctOpts.MaxConcurrentReconciles = 2
 	if err := (&TwilioAccountReconciler{
 		Client:       mgr.GetClient(),
+		APIReader:    mgr.GetAPIReader(),
 		Recorder:     mgr.GetEventRecorder("twilio-voice-operator"),
 		Connector:    conn,
 		PollInterval: o.PollInterval,

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -10,6 +11,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	twiliov1 "github.com/loquent/twilio-voice-operator/api/v1alpha1"
@@ -206,7 +209,13 @@ func TestBundleDeleteRestoresEveryOriginal(t *testing.T) {
 	g.Eventually(func() bool {
 		return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: acct}, &twiliov1.TwilioAccount{})) &&
 			apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "twilio-credentials"}, &corev1.Secret{}))
-	}, wait, tick).Should(BeTrue(), "the account and its Secret go once every original is back")
+	}, wait, tick).Should(BeTrue(), func() string {
+		a := &twiliov1.TwilioAccount{}
+		_ = k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: acct}, a)
+		s := &corev1.Secret{}
+		_ = k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "twilio-credentials"}, s)
+		return fmt.Sprintf("account finalizers %v conditions %+v; secret finalizers %v", a.Finalizers, a.Status.Conditions, s.Finalizers)
+	})
 }
 
 func TestAccountWithoutNumbersDeletesAtOnce(t *testing.T) {
@@ -355,4 +364,55 @@ func TestCallStatusCallbackTakenOverAndGivenBack(t *testing.T) {
 	waitReady(t, ns, "status", metav1.ConditionTrue, twiliov1.ReasonRoutingDisabled)
 	live = twilioNumber(g, tw.SID)
 	g.Expect([]string{live.VoiceURL, live.StatusCallback}).To(Equal([]string{originalURL, origStatus}))
+}
+
+// TestAccountFinalizerAsksTheAPIServer: whether a deleting account's
+// finalizer may go is decided on the API server's list of its numbers, not
+// on a cache that does not show a number's fresh save yet.
+func TestAccountFinalizerAsksTheAPIServer(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	acct := createAccount(t, ns, testAuthToken)
+	a := &twiliov1.TwilioAccount{}
+	g.Eventually(func(g Gomega) []string {
+		g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: acct}, a)).To(Succeed())
+		return a.Finalizers
+	}, wait, tick).Should(ContainElement(twiliov1.AccountFinalizer))
+	// A number that holds a saved original (its guard finalizer).
+	n := &twiliov1.TwilioPhoneNumber{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "held", Finalizers: []string{Finalizer}},
+		Spec: twiliov1.TwilioPhoneNumberSpec{AccountRef: twiliov1.LocalObjectReference{Name: acct}, PhoneNumber: nextE164(),
+			VoiceRouting: twiliov1.VoiceRoutingDisabled},
+	}
+	g.Expect(k8s.Create(ctx, n)).To(Succeed())
+	g.Expect(k8s.Delete(ctx, a)).To(Succeed())
+	g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(a), a)).To(Succeed())
+
+	// A cache that does not list the number yet.
+	stale := interceptor.NewClient(fake.NewClientBuilder().WithScheme(scheme).Build(), interceptor.Funcs{
+		Get: func(ctx context.Context, _ client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+			return k8s.Get(ctx, key, obj, opts...)
+		},
+		List: func(ctx context.Context, _ client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
+			if _, numbers := list.(*twiliov1.TwilioPhoneNumberList); numbers {
+				return nil // the cache lags: no number yet
+			}
+			return k8s.List(ctx, list, client.InNamespace(ns)) // the namespace's one account uses the Secret
+		},
+	})
+	r := &TwilioAccountReconciler{Client: stale, APIReader: k8s}
+	done, err := r.reconcileHandBack(ctx, a, nil)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(done).To(BeFalse(), "the account waits for the number the API server shows")
+	_, reason, msg := condition(a.Status.Conditions, twiliov1.ConditionNumbersHandedBack)
+	g.Expect(reason).To(Equal(twiliov1.ReasonNumbersStillRouted))
+	g.Expect(msg).To(ContainSubstring("held"))
+	g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(a), a)).To(Succeed())
+	g.Expect(a.Finalizers).To(ContainElement(twiliov1.AccountFinalizer))
+
+	// Let the objects go.
+	base := n.DeepCopy()
+	n.Finalizers = nil
+	g.Expect(client.IgnoreNotFound(k8s.Patch(ctx, n, client.MergeFrom(base)))).To(Succeed())
 }

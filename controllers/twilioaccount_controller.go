@@ -23,6 +23,9 @@ import (
 // Twilio and reports what it found.
 type TwilioAccountReconciler struct {
 	client.Client
+	// APIReader reads from the API server itself: before a finalizer that
+	// keeps credentials for hand-backs goes (see holdingNow).
+	APIReader client.Reader
 	Recorder  events.EventRecorder
 	Connector *Connector
 	// Shared lists namespaces whose accounts may use the same account SID.
