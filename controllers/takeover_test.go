@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -132,7 +133,7 @@ func TestTakeoversArePacedPerAccount(t *testing.T) {
 		}
 	}
 	g.Expect(times).To(HaveLen(count))
-	sortTimes(times)
+	slices.SortFunc(times, time.Time.Compare)
 	// Two at once, then one a second: the fifth comes at least ~3 s after the first.
 	g.Expect(times[count-1].Sub(times[0])).To(BeNumerically(">=", 2500*time.Millisecond), "%v", times)
 	g.Expect(times[1].Sub(times[0])).To(BeNumerically("<", time.Second), "the burst goes at once")
@@ -237,14 +238,6 @@ func TestAccountWithoutNumbersDeletesAtOnce(t *testing.T) {
 		g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "twilio-credentials"}, secret)).To(Succeed())
 		return controllerutil.ContainsFinalizer(secret, twiliov1.CredentialsFinalizer)
 	}, wait, tick).Should(BeFalse(), "a Secret no account uses is let go")
-}
-
-func sortTimes(ts []time.Time) {
-	for i := 1; i < len(ts); i++ {
-		for j := i; j > 0 && ts[j].Before(ts[j-1]); j-- {
-			ts[j], ts[j-1] = ts[j-1], ts[j]
-		}
-	}
 }
 
 func TestStreamTokenSecretCreatedOnceAndKept(t *testing.T) {
@@ -415,4 +408,21 @@ func TestAccountFinalizerAsksTheAPIServer(t *testing.T) {
 	base := n.DeepCopy()
 	n.Finalizers = nil
 	g.Expect(client.IgnoreNotFound(k8s.Patch(ctx, n, client.MergeFrom(base)))).To(Succeed())
+}
+
+// TestOwnStatusCallbackNeverSavedAsOriginal: a status callback that already
+// points at this operator's /twilio/status is never saved as the original.
+func TestOwnStatusCallbackNeverSavedAsOriginal(t *testing.T) {
+	ours := testPublicURL + StatusPath + twiliosig.ConnectionOverrides
+	ns, acct, e164, tw := newScenario(t, func(n *twiliosim.Number) { n.VoiceURL, n.StatusCallback = originalURL, ours })
+	createNumber(t, ns, "left-over", acct, e164, func(n *twiliov1.TwilioPhoneNumber) {
+		n.Spec.Events = &twiliov1.EventsSpec{CallStatus: true}
+	})
+	n := waitReady(t, ns, "left-over", metav1.ConditionTrue, twiliov1.ReasonConfigured)
+	g := NewWithT(t)
+	g.Expect(n.Status.SavedRouting.VoiceURL).To(Equal(originalURL))
+	g.Expect(n.Status.SavedRouting.StatusCallback).To(BeEmpty(), "our own status URL is not an original")
+	setRouting(t, ns, "left-over", twiliov1.VoiceRoutingDisabled)
+	waitReady(t, ns, "left-over", metav1.ConditionTrue, twiliov1.ReasonRoutingDisabled)
+	g.Expect(twilioNumber(g, tw.SID).StatusCallback).To(BeEmpty(), "hand-back does not leave the number calling us")
 }
