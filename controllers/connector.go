@@ -44,6 +44,8 @@ type Connection struct {
 	// preflight is the latest preflight of the public voice path with these
 	// credentials (see preflightGate).
 	preflight preflightState
+	// services caches the account's Messaging Services (see messaging.go).
+	services servicesCache
 }
 
 // VerifiedWithin reports whether these credentials were verified less than d ago.

@@ -66,11 +66,13 @@ func desiredFallback(obj *twiliov1.TwilioPhoneNumber, saved *twiliov1.SavedRouti
 }
 
 // isRouted reports whether the live routing is what the operator wants while
-// the number is Enabled: calls go to its voice URL; when spec.fallback asks
-// for one, Twilio's fallback is that URL; and the status callback is the
-// webhook server's exactly when spec.events.callStatus asks for it.
-func (r *TwilioPhoneNumberReconciler) isRouted(obj *twiliov1.TwilioPhoneNumber, live twilio.Routing, saved *twiliov1.SavedRouting) bool {
-	if !routesTo(live, r.VoiceURL) {
+// the number is Enabled: calls go to its voice URL; its SMS as the SMS plan
+// says (see smsInPlace); when spec.fallback asks for one, Twilio's fallback
+// is that URL; and the status callback is the webhook server's exactly when
+// spec.events.callStatus asks for it.
+func (r *TwilioPhoneNumberReconciler) isRouted(s *numberScope, live twilio.Routing, saved *twiliov1.SavedRouting) bool {
+	obj := s.obj
+	if !routesTo(live, r.VoiceURL) || !r.smsInPlace(s.sms, live, saved) {
 		return false
 	}
 	if want, _, set := desiredFallback(obj, saved); set && live.VoiceFallbackURL != want {
@@ -190,6 +192,9 @@ func restoreUpdate(s twiliov1.SavedRouting, live twilio.Routing) twilio.RoutingU
 	if s.StatusCallbackMethod != "" {
 		u.StatusCallbackMethod = ptr(s.StatusCallbackMethod)
 	}
+	if s.SMSSaved {
+		restoreSMS(s, live, &u)
+	}
 	return u
 }
 
@@ -199,7 +204,8 @@ func matchesSaved(r twilio.Routing, s twiliov1.SavedRouting) bool {
 	return r.VoiceURL == s.VoiceURL && r.VoiceFallbackURL == s.VoiceFallbackURL &&
 		r.StatusCallback == s.StatusCallback && r.VoiceApplicationSID == s.VoiceApplicationSID &&
 		r.TrunkSID == s.TrunkSID && eqMethod(r.VoiceMethod, s.VoiceMethod) &&
-		eqMethod(r.VoiceFallbackMethod, s.VoiceFallbackMethod) && eqMethod(r.StatusCallbackMethod, s.StatusCallbackMethod)
+		eqMethod(r.VoiceFallbackMethod, s.VoiceFallbackMethod) && eqMethod(r.StatusCallbackMethod, s.StatusCallbackMethod) &&
+		smsMatchesSaved(r, s)
 }
 
 func ptr(s string) *string { return &s }

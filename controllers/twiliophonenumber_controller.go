@@ -86,6 +86,10 @@ type numberScope struct {
 	// accountStalled is set when the account the number waits for needs a
 	// human (its own Stalled): the number is then Stalled too.
 	accountStalled bool
+	// sms is what this reconcile does with the number's SMS routing, and
+	// messagingMarked says the Messaging condition was set (see messaging.go).
+	sms             smsPlan
+	messagingMarked bool
 }
 
 // +kubebuilder:rbac:groups=twilio.loquent.io,resources=twiliophonenumbers,verbs=get;list;watch;update;patch
@@ -406,7 +410,10 @@ func (r *TwilioPhoneNumberReconciler) refresh(ctx context.Context, s *numberScop
 // there first (annotation and finalizer, then status) when it holds none.
 func (r *TwilioPhoneNumberReconciler) ensureRouted(ctx context.Context, s *numberScope) (ctrl.Result, error) {
 	obj := s.obj
-	if r.isRouted(obj, s.live.Routing, obj.Status.SavedRouting) {
+	if err := r.planSMS(ctx, s); err != nil {
+		return r.twilioResult(obj, err)
+	}
+	if r.isRouted(s, s.live.Routing, obj.Status.SavedRouting) {
 		return r.routed(ctx, s)
 	}
 	if trunk := s.live.Routing.TrunkSID; trunk != "" && !obj.Spec.AllowTrunkDetach {
@@ -416,7 +423,7 @@ func (r *TwilioPhoneNumberReconciler) ensureRouted(ctx context.Context, s *numbe
 		return r.twilioResult(obj, err)
 	}
 	live := s.live.Routing
-	if r.isRouted(obj, live, obj.Status.SavedRouting) {
+	if r.isRouted(s, live, obj.Status.SavedRouting) {
 		return r.routed(ctx, s)
 	}
 	if live.TrunkSID != "" && !obj.Spec.AllowTrunkDetach {
@@ -426,7 +433,7 @@ func (r *TwilioPhoneNumberReconciler) ensureRouted(ctx context.Context, s *numbe
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	if r.isRouted(obj, live, saved) {
+	if r.isRouted(s, live, saved) {
 		return r.routed(ctx, s)
 	}
 	// The number still points at a URL this operator set before the public
@@ -463,6 +470,9 @@ func (r *TwilioPhoneNumberReconciler) ensureRouted(ctx context.Context, s *numbe
 		if orig.StatusCallback != "" && orig.StatusCallback == r.statusURL() {
 			orig.StatusCallback, orig.StatusCallbackMethod = "", "" // ours, never an original
 		}
+		if s.sms.want {
+			r.captureSMS(&orig, live, earlier)
+		}
 		if drift {
 			r.event(obj, corev1.EventTypeWarning, "DriftDetected", "Reconcile",
 				"Voice routing was changed outside the operator (now %s); no original routing was known, so this routing is saved as the original and restored on hand-back; re-applying", describe(live))
@@ -475,11 +485,24 @@ func (r *TwilioPhoneNumberReconciler) ensureRouted(ctx context.Context, s *numbe
 		r.event(obj, corev1.EventTypeWarning, "DriftDetected", "Reconcile",
 			"Voice routing was changed outside the operator (now %s); re-applying. The saved original is unchanged", describe(live))
 	}
+	if saved != nil && s.sms.want && !saved.SMSSaved {
+		if saved, err = r.saveSMSPart(ctx, s, *saved, live, earlier); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
 	fallbackURL, fallbackMethod, _ := desiredFallback(obj, saved)
 	update := takeoverUpdate(live, r.VoiceURL, fallbackURL, fallbackMethod)
 	r.statusCallbackUpdate(obj, live, saved, &update)
+	r.smsUpdate(s.sms, live, saved, earlier, &update)
 	if err := r.updateRouting(ctx, s, false, update); err != nil {
 		return r.twilioResult(obj, err)
+	}
+	if saved != nil && saved.SMSSaved && !s.sms.want {
+		if err := r.dropSMSPart(ctx, s, *saved); err != nil {
+			return ctrl.Result{}, err
+		}
+		rest := withoutSMS(*saved)
+		saved = &rest
 	}
 	obj.Status.ConfiguredVoiceURL = r.VoiceURL
 	switch {
@@ -554,6 +577,7 @@ func (r *TwilioPhoneNumberReconciler) routed(ctx context.Context, s *numberScope
 		}
 	}
 	obj.Status.ConfiguredVoiceURL = r.VoiceURL
+	r.markMessaging(s)
 	if obj.Status.SavedRouting == nil {
 		msg := "The number already routed to this operator's webhook and no original routing was saved, so none was recorded; restore will leave the number unchanged"
 		if setCondition(&obj.Status.Conditions, obj.Generation, twiliov1.ConditionReady, metav1.ConditionTrue, twiliov1.ReasonOriginalUnknown, msg) {
@@ -631,6 +655,7 @@ func (r *TwilioPhoneNumberReconciler) patchStatus(ctx context.Context, s *number
 	s.obj.Status.ObservedGeneration = s.obj.Generation
 	s.obj.Status.SavedRouting, s.obj.Status.PreviousVoiceURL = s.base.Status.SavedRouting, s.base.Status.PreviousVoiceURL
 	s.obj.Status.Original = originalSummary(s.obj.Status.SavedRouting)
+	r.settleMessaging(s)
 	setKstatus(&s.obj.Status.Conditions, s.obj.Generation, func(ready *metav1.Condition) bool {
 		waitsForAccount := ready.Reason == twiliov1.ReasonAccountNotReady || ready.Reason == twiliov1.ReasonRestoreBlocked
 		return stalledNumberReasons[ready.Reason] || (waitsForAccount && s.accountStalled)

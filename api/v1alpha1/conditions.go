@@ -23,6 +23,10 @@ const (
 	// while some of its TwilioPhoneNumbers still hold saved originals; the
 	// account (and its credentials Secret) stay until they are handed back.
 	ConditionNumbersHandedBack = "NumbersHandedBack"
+	// ConditionMessaging on a TwilioPhoneNumber with spec.messaging Enabled
+	// is True when the number's inbound SMS reach the webhook server. It is
+	// absent when messaging is Disabled.
+	ConditionMessaging = "Messaging"
 )
 
 // Condition reasons. CamelCase, stable: users and Argo CD health checks match on them.
@@ -74,6 +78,16 @@ const (
 	// ReasonNumbersHandedBack: none of a deleting TwilioAccount's numbers
 	// holds a saved original any more.
 	ReasonNumbersHandedBack = "NumbersHandedBack"
+
+	// ReasonSMSRouted: the number's inbound SMS go to the webhook server.
+	ReasonSMSRouted = "SMSRouted"
+	// ReasonInMessagingService: the number is in a Messaging Service whose
+	// inbound settings override the number's SmsUrl; the operator leaves its
+	// SMS routing as it is (it never detaches a number from a service).
+	ReasonInMessagingService = "InMessagingService"
+	// ReasonVoiceNotRouted: spec.messaging is Enabled, but the number's voice
+	// routing is not (yet) taken over; SMS follow it.
+	ReasonVoiceNotRouted = "VoiceNotRouted"
 
 	// ReasonSynced: the last Twilio exchange succeeded.
 	ReasonSynced = "Synced"

@@ -26,6 +26,19 @@ const (
 	DeletionPolicyOrphan DeletionPolicy = "Orphan"
 )
 
+// Messaging says whether the operator also routes a number's inbound SMS.
+// +kubebuilder:validation:Enum=Enabled;Disabled
+type Messaging string
+
+const (
+	// MessagingEnabled points the number's SMS at the webhook server while
+	// its voice routing is Enabled.
+	MessagingEnabled Messaging = "Enabled"
+	// MessagingDisabled leaves the number's SMS routing as it is (restoring
+	// it if the operator had taken it over).
+	MessagingDisabled Messaging = "Disabled"
+)
+
 // LocalObjectReference names an object in the same namespace.
 type LocalObjectReference struct {
 	// Name of the object.
@@ -162,6 +175,17 @@ type TwilioPhoneNumberSpec struct {
 	// +optional
 	Agent *AgentSpec `json:"agent,omitempty"`
 
+	// Messaging Enabled also points the number's inbound SMS at the webhook
+	// server (/twilio/events) while voiceRouting is Enabled. Its SMS routing
+	// (SmsUrl, SmsMethod, SmsFallbackUrl/Method, SmsApplicationSid) is saved
+	// first and restored on hand-back, and each message reaches the events
+	// sink as io.loquent.twilio.message.received. A number in a Messaging
+	// Service whose inbound settings override the number's is reported in the
+	// Messaging condition and left as it is. Default Disabled.
+	// +kubebuilder:default=Disabled
+	// +optional
+	Messaging Messaging `json:"messaging,omitempty"`
+
 	// Fallback is what a call does when its agent cannot take it; unset, the
 	// call ends.
 	// +optional
@@ -190,9 +214,10 @@ type TwilioPhoneNumberSpec struct {
 	AllowTrunkDetach bool `json:"allowTrunkDetach,omitempty"`
 }
 
-// SavedRouting is a number's complete voice routing as Twilio had it before
-// the operator took it over; restore writes every field back, empty ones as
-// explicit empty values.
+// SavedRouting is a number's complete voice routing (and, once the operator
+// has routed its SMS, its SMS routing) as Twilio had it before the operator
+// took it over; restore writes every field back, empty ones as explicit
+// empty values.
 type SavedRouting struct {
 	// +optional
 	VoiceURL string `json:"voiceUrl,omitempty"`
@@ -210,6 +235,20 @@ type SavedRouting struct {
 	VoiceApplicationSID string `json:"voiceApplicationSid,omitempty"`
 	// +optional
 	TrunkSID string `json:"trunkSid,omitempty"`
+	// SMSSaved is true when the SMS fields hold the number's SMS routing as
+	// it was before the operator pointed its SMS at the webhook server.
+	// +optional
+	SMSSaved bool `json:"smsSaved,omitempty"`
+	// +optional
+	SmsURL string `json:"smsUrl,omitempty"`
+	// +optional
+	SmsMethod string `json:"smsMethod,omitempty"`
+	// +optional
+	SmsFallbackURL string `json:"smsFallbackUrl,omitempty"`
+	// +optional
+	SmsFallbackMethod string `json:"smsFallbackMethod,omitempty"`
+	// +optional
+	SmsApplicationSID string `json:"smsApplicationSid,omitempty"`
 }
 
 // TwilioPhoneNumberStatus is what the operator observed and saved.
@@ -243,11 +282,17 @@ type TwilioPhoneNumberStatus struct {
 	// SavedRouting is the full original routing, present exactly when PreviousVoiceURL is.
 	// +optional
 	SavedRouting *SavedRouting `json:"savedRouting,omitempty"`
+	// MessagingServiceSID is the Messaging Service (MG…) whose sender pool
+	// holds the number, when spec.messaging is Enabled and it is in one.
+	// +optional
+	MessagingServiceSID string `json:"messagingServiceSid,omitempty"`
 
 	// ObservedGeneration is the generation last reconciled.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
-	// Conditions: Ready (live routing equals desired) and Synced (last Twilio exchange succeeded).
+	// Conditions: Ready (live routing equals desired), Synced (last Twilio
+	// exchange succeeded), Messaging (with spec.messaging Enabled: whether
+	// inbound SMS reach the webhook server), Reconciling and Stalled.
 	// +listType=map
 	// +listMapKey=type
 	// +optional
@@ -292,6 +337,13 @@ func (n *TwilioPhoneNumber) RecordingEnabled() bool {
 // RoutingEnabled reports whether the number should route to the webhook server.
 func (n *TwilioPhoneNumber) RoutingEnabled() bool {
 	return n.Spec.VoiceRouting != VoiceRoutingDisabled
+}
+
+// MessagingEnabled reports whether the number's SMS should route to the
+// webhook server too (spec.messaging Enabled; it applies while voice routing
+// is Enabled).
+func (n *TwilioPhoneNumber) MessagingEnabled() bool {
+	return n.Spec.Messaging == MessagingEnabled
 }
 
 // HoldsOriginal reports whether the operator saved the number's original

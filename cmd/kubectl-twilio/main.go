@@ -52,6 +52,8 @@ Usage:
   kubectl twilio plan [-n NAMESPACE] [-f FILE]... [--public-url URL] [--install-id ID] [--preflight]
   kubectl twilio configure NAME|NUMBER [-n NAMESPACE] [--wait] [--timeout DURATION]
   kubectl twilio restore NAME|NUMBER [-n NAMESPACE] [--wait] [--timeout DURATION]
+  kubectl twilio available --account NAME [-n NAMESPACE] [--country US] [--type Local|Mobile|TollFree]
+                           [--area-code 415] [--contains DIGITS] [--limit N] [-o table|yaml]
 
 numbers: every number of a TwilioAccount's Twilio account.
   -o table (default): NUMBER, FRIENDLY NAME, LIVE ROUTING, MANAGED BY, STATE, PREVIOUS URL.
@@ -81,6 +83,11 @@ configure / restore: the Configure Voice and Restore buttons. They set spec.voic
   the operator to report the new generation Ready (Configured or OriginalUnknown;
   RoutingDisabled), and fails with its reason (NoAgent, WebhookUnreachable…) otherwise.
 
+available: numbers on sale to the TwilioAccount's Twilio account (one search; buys nothing).
+  -o table (default): NUMBER, LOCALITY, REGION, CAPABILITIES.
+  -o yaml: a TwilioPhoneNumber with spec.acquire: Purchase for each; applying one buys the
+  number, configured in the purchase itself, when the TwilioAccount allows purchases.
+
 Flags:
 `
 
@@ -101,6 +108,8 @@ type options struct {
 	preflight            bool
 	// configure, restore
 	wait bool
+	// available
+	available availableOptions
 }
 
 // Flags every subcommand takes, and those of each subcommand.
@@ -111,6 +120,7 @@ var (
 		"plan":      {"f", "filename", "public-url", "install-id", "preflight"},
 		"configure": {"wait"},
 		"restore":   {"wait"},
+		"available": availableFlagNames,
 	}
 )
 
@@ -142,6 +152,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.StringVar(&o.installID, "install-id", os.Getenv("KUBECTL_TWILIO_INSTALL_ID"), "plan: the manager's --install-id (default $KUBECTL_TWILIO_INSTALL_ID)")
 	fs.BoolVar(&o.preflight, "preflight", false, "plan: run the operator's preflight (one signed test call per account) against the voice URL")
 	fs.BoolVar(&o.wait, "wait", false, "configure, restore: wait for the operator to report the outcome (bounded by --timeout)")
+	registerAvailableFlags(fs, &o.available)
 	positional, err := parseInterspersed(fs, args)
 	if err != nil {
 		return 2
@@ -155,7 +166,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		_, _ = fmt.Fprintln(stderr, "kubectl twilio:", msg)
 		return 2
 	}
-	wantArgs := map[string]int{"numbers": 2, "plan": 1, "configure": 2, "restore": 2}[sub]
+	wantArgs := map[string]int{"numbers": 2, "plan": 1, "configure": 2, "restore": 2, "available": 1}[sub]
 	switch {
 	case len(positional) != wantArgs:
 		fs.Usage()
@@ -165,6 +176,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return 2
 	case o.routing != string(twiliov1.VoiceRoutingDisabled) && o.routing != string(twiliov1.VoiceRoutingEnabled):
 		_, _ = fmt.Fprintf(stderr, "kubectl twilio: --routing must be Disabled or Enabled, not %q\n", o.routing)
+		return 2
+	case sub == "available" && o.available.validate() != "":
+		_, _ = fmt.Fprintln(stderr, "kubectl twilio:", o.available.validate())
 		return 2
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
@@ -178,6 +192,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = press(ctx, o, configureButton, positional[1], stdout)
 	case "restore":
 		err = press(ctx, o, restoreButton, positional[1], stdout)
+	case "available":
+		err = available(ctx, o, stdout)
 	}
 	if err != nil {
 		_, _ = fmt.Fprintln(stderr, "kubectl twilio:", err)

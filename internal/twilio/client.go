@@ -15,11 +15,15 @@ import (
 
 	twclient "github.com/twilio/twilio-go/client"
 	openapi "github.com/twilio/twilio-go/rest/api/v2010"
+	messaging "github.com/twilio/twilio-go/rest/messaging/v1"
 )
 
 // Client lists the Twilio calls the operator makes. Implementations are safe
-// for concurrent use; every method honours ctx and never buys, releases or
-// transfers a number.
+// for concurrent use and every method honours ctx. Numbers are bought and
+// released only through BuyNumber and ReleaseNumber, which the controller
+// calls only under an account's purchasing rails (purchases and releases
+// allowed on the TwilioAccount, a TwilioPhoneNumber that asks for it); no
+// method ever transfers a number to another account.
 type Client interface {
 	// VerifyAccount fetches the account, proving the credentials work.
 	VerifyAccount(ctx context.Context) (AccountInfo, error)
@@ -31,6 +35,17 @@ type Client interface {
 	FetchNumber(ctx context.Context, sid string) (Number, error)
 	// UpdateRouting writes the non-nil fields of u and returns the number as Twilio has it after.
 	UpdateRouting(ctx context.Context, sid string, u RoutingUpdate) (Number, error)
+	// MessagingServices lists the account's Messaging Services with the
+	// numbers in each (one list call, plus one per service).
+	MessagingServices(ctx context.Context) ([]MessagingService, error)
+	// AvailableNumbers searches the numbers on sale (one request, one page).
+	AvailableNumbers(ctx context.Context, q AvailableQuery) ([]AvailableNumber, error)
+	// BuyNumber buys e164 with the non-nil fields of u set in the purchase
+	// itself. It is retried only after a 429; any other failure may hide a
+	// purchase, so look the number up before buying again.
+	BuyNumber(ctx context.Context, e164, friendlyName string, u RoutingUpdate) (Number, error)
+	// ReleaseNumber gives the number back to Twilio (DELETE).
+	ReleaseNumber(ctx context.Context, sid string) error
 }
 
 // Config says how to reach one Twilio account.
@@ -128,10 +143,11 @@ func jitteredBackoff(n int) time.Duration {
 	return d/2 + rand.N(d)
 }
 
-// api returns a twilio-go service whose HTTP requests carry ctx and go to the
-// configured base URL. twilio-go's methods take no context, so the context
-// is attached in the transport of a per-call copy of the (small) client.
-func (r *REST) api(ctx context.Context) *openapi.ApiService {
+// handler returns a twilio-go request handler whose HTTP requests carry ctx
+// and go to the configured base URL. twilio-go's methods take no context, so
+// the context is attached in the transport of a per-call copy of the (small)
+// client.
+func (r *REST) handler(ctx context.Context) *twclient.RequestHandler {
 	c := r.base
 	c.HTTPClient = &http.Client{
 		Transport: &callTransport{ctx: ctx, base: r.cfg.Transport, target: r.baseURL},
@@ -142,7 +158,7 @@ func (r *REST) api(ctx context.Context) *openapi.ApiService {
 	}
 	h := twclient.NewRequestHandler(&c)
 	h.Edge, h.Region = r.cfg.Edge, r.cfg.Region
-	return openapi.NewApiService(h)
+	return h
 }
 
 type callTransport struct {
@@ -160,9 +176,14 @@ func (t *callTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return t.base.RoundTrip(req)
 }
 
-// do runs one Twilio call inside the account's concurrency budget, retrying
-// 429s with jittered backoff (the slot is released while waiting).
+// do runs one call of the v2010 API (see doWith).
 func (r *REST) do(ctx context.Context, kind, op string, call func(*openapi.ApiService) error) error {
+	return r.doWith(ctx, kind, op, func(h *twclient.RequestHandler) error { return call(openapi.NewApiService(h)) })
+}
+
+// doWith runs one Twilio call inside the account's concurrency budget,
+// retrying 429s with jittered backoff (the slot is released while waiting).
+func (r *REST) doWith(ctx context.Context, kind, op string, call func(*twclient.RequestHandler) error) error {
 	for attempt := 0; ; attempt++ {
 		select {
 		case r.sem.slots <- struct{}{}:
@@ -170,7 +191,7 @@ func (r *REST) do(ctx context.Context, kind, op string, call func(*openapi.ApiSe
 			return &Error{Op: op, Class: ClassTransient, Err: ctx.Err()}
 		}
 		start := time.Now()
-		err := classify(op, call(r.api(ctx)))
+		err := classify(op, call(r.handler(ctx)))
 		<-r.sem.slots
 		observe(r.cfg.AccountSID, kind, err, time.Since(start))
 		if err == nil || ClassOf(err) != ClassWait || attempt >= r.cfg.MaxRetries {
@@ -270,4 +291,47 @@ func (r *REST) UpdateRouting(ctx context.Context, sid string, u RoutingUpdate) (
 		return nil
 	})
 	return n, err
+}
+
+// MessagingServices implements Client.
+func (r *REST) MessagingServices(ctx context.Context) ([]MessagingService, error) {
+	var out []MessagingService
+	err := r.doWith(ctx, "ListMessagingServices", "list Messaging Services", func(h *twclient.RequestHandler) error {
+		p := &messaging.ListServiceParams{}
+		p.SetPageSize(1000)
+		res, err := messaging.NewApiService(h).ListService(p)
+		if err != nil {
+			return err
+		}
+		out = make([]MessagingService, 0, len(res))
+		for _, svc := range res {
+			m := MessagingService{SID: str(svc.Sid), FriendlyName: str(svc.FriendlyName), InboundRequestURL: str(svc.InboundRequestUrl)}
+			if svc.UseInboundWebhookOnNumber != nil {
+				m.UseInboundWebhookOnNumber = *svc.UseInboundWebhookOnNumber
+			}
+			out = append(out, m)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for i := range out {
+		err := r.doWith(ctx, "ListMessagingServiceNumbers", "list the numbers of Messaging Service "+out[i].SID, func(h *twclient.RequestHandler) error {
+			p := &messaging.ListPhoneNumberParams{}
+			p.SetPageSize(1000)
+			res, err := messaging.NewApiService(h).ListPhoneNumber(out[i].SID, p)
+			if err != nil {
+				return err
+			}
+			for _, n := range res {
+				out[i].PhoneNumbers = append(out[i].PhoneNumbers, str(n.PhoneNumber))
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }

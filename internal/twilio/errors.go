@@ -46,6 +46,19 @@ const (
 // ErrNumberNotFound is returned when a number is not in the account.
 var ErrNumberNotFound = errors.New("phone number not found in the Twilio account")
 
+// ErrNumberUnavailable matches (errors.Is) a purchase Twilio refused
+// because the number is not on sale: someone else bought it, it is
+// reserved, or nothing is on sale in the area code. The *Error keeps its
+// class (Terminal): buying the same number again cannot succeed.
+var ErrNumberUnavailable = errors.New("phone number not available for purchase")
+
+// Twilio codes of ErrNumberUnavailable: 21422 "PhoneNumber is not
+// available" and 21452 "No phone numbers found in area code".
+const (
+	codeNumberUnavailable   = 21422
+	codeNoNumbersInAreaCode = 21452
+)
+
 // Error is a failed Twilio call, classified.
 type Error struct {
 	// Op names the call, e.g. "update IncomingPhoneNumber PN…".
@@ -68,6 +81,12 @@ func (e *Error) Error() string {
 }
 
 func (e *Error) Unwrap() error { return e.Err }
+
+// Is makes errors.Is(err, ErrNumberUnavailable) true for Twilio's
+// "not available" answers to a purchase.
+func (e *Error) Is(target error) bool {
+	return target == ErrNumberUnavailable && (e.Code == codeNumberUnavailable || e.Code == codeNoNumbersInAreaCode)
+}
 
 func message(err error) string {
 	var tre *twclient.TwilioRestError

@@ -4,8 +4,10 @@ import (
 	openapi "github.com/twilio/twilio-go/rest/api/v2010"
 )
 
-// Routing is a number's complete inbound voice routing. Twilio uses the first
-// of TrunkSID, VoiceApplicationSID and VoiceURL that is set.
+// Routing is a number's complete inbound routing. For calls Twilio uses the
+// first of TrunkSID, VoiceApplicationSID and VoiceURL that is set; for
+// messages SmsApplicationSID before SmsURL, unless the number is in a
+// Messaging Service that overrides both (see MessagingService).
 type Routing struct {
 	VoiceURL             string
 	VoiceMethod          string
@@ -15,6 +17,11 @@ type Routing struct {
 	StatusCallbackMethod string
 	VoiceApplicationSID  string
 	TrunkSID             string
+	SmsURL               string
+	SmsMethod            string
+	SmsFallbackURL       string
+	SmsFallbackMethod    string
+	SmsApplicationSID    string
 }
 
 // Number is what the operator reads of an IncomingPhoneNumber.
@@ -45,6 +52,11 @@ type RoutingUpdate struct {
 	StatusCallbackMethod *string
 	VoiceApplicationSID  *string
 	TrunkSID             *string
+	SmsURL               *string
+	SmsMethod            *string
+	SmsFallbackURL       *string
+	SmsFallbackMethod    *string
+	SmsApplicationSID    *string
 }
 
 // Empty reports whether the update writes nothing.
@@ -73,6 +85,11 @@ func numberFrom(p *openapi.ApiV2010IncomingPhoneNumber) Number {
 			StatusCallbackMethod: str(p.StatusCallbackMethod),
 			VoiceApplicationSID:  str(p.VoiceApplicationSid),
 			TrunkSID:             str(p.TrunkSid),
+			SmsURL:               str(p.SmsUrl),
+			SmsMethod:            str(p.SmsMethod),
+			SmsFallbackURL:       str(p.SmsFallbackUrl),
+			SmsFallbackMethod:    str(p.SmsFallbackMethod),
+			SmsApplicationSID:    str(p.SmsApplicationSid),
 		},
 	}
 }
@@ -95,5 +112,22 @@ func updateParams(accountSID string, u RoutingUpdate) *openapi.UpdateIncomingPho
 	set(u.StatusCallbackMethod, p.SetStatusCallbackMethod)
 	set(u.VoiceApplicationSID, p.SetVoiceApplicationSid)
 	set(u.TrunkSID, p.SetTrunkSid)
+	set(u.SmsURL, p.SetSmsUrl)
+	set(u.SmsMethod, p.SetSmsMethod)
+	set(u.SmsFallbackURL, p.SetSmsFallbackUrl)
+	set(u.SmsFallbackMethod, p.SetSmsFallbackMethod)
+	set(u.SmsApplicationSID, p.SetSmsApplicationSid)
 	return p
+}
+
+// MessagingService is a Messaging Service of the account and the numbers in
+// its sender pool. Unless UseInboundWebhookOnNumber is set, its inbound
+// settings override the SMS routing of those numbers.
+type MessagingService struct {
+	SID                       string
+	FriendlyName              string
+	InboundRequestURL         string
+	UseInboundWebhookOnNumber bool
+	// PhoneNumbers are the E.164 numbers in the sender pool.
+	PhoneNumbers []string
 }

@@ -11,9 +11,16 @@ const (
 	KindListNumbers  = "ListNumbers"  // GET .../IncomingPhoneNumbers.json
 	KindFetchNumber  = "FetchNumber"  // GET .../IncomingPhoneNumbers/{PN}.json
 	KindUpdateNumber = "UpdateNumber" // POST .../IncomingPhoneNumbers/{PN}.json
-	KindCreateNumber = "CreateNumber" // POST .../IncomingPhoneNumbers.json (purchase; refused)
+	KindCreateNumber = "CreateNumber" // POST .../IncomingPhoneNumbers.json (purchase)
 	KindDeleteNumber = "DeleteNumber" // DELETE .../IncomingPhoneNumbers/{PN}.json (release)
-	KindOther        = "Other"        // anything else
+	// Messaging API v1 (messaging.twilio.com); AccountSID is the authenticated account's.
+	KindListServices       = "ListServices"       // GET /v1/Services
+	KindListServiceNumbers = "ListServiceNumbers" // GET /v1/Services/{MG}/PhoneNumbers
+	KindOther              = "Other"              // anything else
+
+	// KindListAvailable is a search for numbers on sale:
+	// GET .../AvailablePhoneNumbers/{Country}/{Local|Mobile|TollFree}.json
+	KindListAvailable = "ListAvailable"
 )
 
 // statusClientGone is the logged status of a request whose client went away
@@ -32,6 +39,7 @@ type Request struct {
 	Kind       string     // one of the Kind constants
 	NumberSID  string     // PN… from the path, "" when none
 	AccountSID string     // AC… from the path, "" when none
+	ServiceSID string     // MG… from a Messaging API path, "" when none
 	// Status is the HTTP status answered: 0 when the connection was reset
 	// without an answer, 499 when the client went away first. It is 0 in
 	// FailNext matchers, which run before the request is processed.

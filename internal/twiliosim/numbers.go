@@ -25,6 +25,10 @@ type Number struct {
 	VoiceApplicationSID  string // AP…; takes precedence over VoiceURL
 	TrunkSID             string // TK…; takes precedence over everything
 	SmsURL               string
+	SmsMethod            string // GET or POST
+	SmsFallbackURL       string
+	SmsFallbackMethod    string // GET or POST
+	SmsApplicationSID    string // AP…; takes precedence over SmsURL
 	DateCreated          time.Time
 	DateUpdated          time.Time
 }
@@ -46,6 +50,8 @@ func (s *Server) AddNumber(n Number) Number {
 	n.VoiceMethod = orPOST(strings.ToUpper(n.VoiceMethod))
 	n.VoiceFallbackMethod = orPOST(strings.ToUpper(n.VoiceFallbackMethod))
 	n.StatusCallbackMethod = orPOST(strings.ToUpper(n.StatusCallbackMethod))
+	n.SmsMethod = orPOST(strings.ToUpper(n.SmsMethod))
+	n.SmsFallbackMethod = orPOST(strings.ToUpper(n.SmsFallbackMethod))
 	if n.FriendlyName == "" {
 		n.FriendlyName = formatPhone(n.PhoneNumber)
 	}
@@ -187,7 +193,7 @@ var (
 		{"VoiceFallbackUrl", func(n *Number) *string { return &n.VoiceFallbackURL }},
 		{"StatusCallback", func(n *Number) *string { return &n.StatusCallback }},
 		{"SmsUrl", func(n *Number) *string { return &n.SmsURL }},
-		{"SmsFallbackUrl", nil},
+		{"SmsFallbackUrl", func(n *Number) *string { return &n.SmsFallbackURL }},
 	}
 	methodParams = []struct {
 		name  string
@@ -196,8 +202,8 @@ var (
 		{"VoiceMethod", func(n *Number) *string { return &n.VoiceMethod }},
 		{"VoiceFallbackMethod", func(n *Number) *string { return &n.VoiceFallbackMethod }},
 		{"StatusCallbackMethod", func(n *Number) *string { return &n.StatusCallbackMethod }},
-		{"SmsMethod", nil},
-		{"SmsFallbackMethod", nil},
+		{"SmsMethod", func(n *Number) *string { return &n.SmsMethod }},
+		{"SmsFallbackMethod", func(n *Number) *string { return &n.SmsFallbackMethod }},
 	}
 )
 
@@ -212,64 +218,8 @@ func (s *Server) updateNumber(req Request) response {
 		return notFound(req.Path)
 	}
 	next := *n
-
-	for _, p := range urlParams {
-		v, present := param(form, p.name)
-		if !present {
-			continue
-		}
-		if v != "" && !validURL(v) {
-			return errorResponse(http.StatusBadRequest, codeInvalidURL, "Invalid url: "+p.name+" "+strconv.Quote(v))
-		}
-		if p.field != nil {
-			*p.field(&next) = v
-		}
-	}
-	for _, p := range methodParams {
-		v, present := param(form, p.name)
-		if !present {
-			continue
-		}
-		m := strings.ToUpper(v)
-		if m != "" && m != http.MethodGet && m != http.MethodPost {
-			return badRequest(p.name + " must be GET or POST")
-		}
-		if p.field != nil {
-			*p.field(&next) = orPOST(m)
-		}
-	}
-
-	app, hasApp := param(form, "VoiceApplicationSid")
-	trunk, hasTrunk := param(form, "TrunkSid")
-	switch {
-	case app != "" && trunk != "":
-		return badRequest("VoiceApplicationSid and TrunkSid cannot both be set")
-	case app != "" && !strings.HasPrefix(app, "AP"):
-		return badRequest("VoiceApplicationSid must start with AP")
-	case trunk != "" && !strings.HasPrefix(trunk, "TK"):
-		return badRequest("TrunkSid must start with TK")
-	}
-	if hasApp {
-		next.VoiceApplicationSID = app
-		if app != "" {
-			next.TrunkSID = ""
-		}
-	}
-	if hasTrunk {
-		next.TrunkSID = trunk
-		if trunk != "" {
-			next.VoiceApplicationSID = ""
-		}
-	}
-
-	if name, present := param(form, "FriendlyName"); present {
-		if len([]rune(name)) > 64 {
-			return errorResponse(http.StatusBadRequest, 20002, "FriendlyName must be at most 64 characters")
-		}
-		if name == "" {
-			name = formatPhone(next.PhoneNumber)
-		}
-		next.FriendlyName = name
+	if resp, ok := applyRoutingForm(form, &next); !ok {
+		return resp
 	}
 
 	if owner, present := param(form, "AccountSid"); present && owner != "" && owner != next.AccountSID {
@@ -284,6 +234,79 @@ func (s *Server) updateNumber(req Request) response {
 		*n = next
 	}
 	return jsonResponse(http.StatusOK, toNumberResource(next))
+}
+
+// applyRoutingForm validates the routing and FriendlyName parameters of an
+// update or create form and applies them to n. On an invalid parameter it
+// returns the error answer and false; n may then be partly changed, so apply
+// it to a copy.
+func applyRoutingForm(form url.Values, n *Number) (response, bool) {
+	for _, p := range urlParams {
+		v, present := param(form, p.name)
+		if !present {
+			continue
+		}
+		if v != "" && !validURL(v) {
+			return errorResponse(http.StatusBadRequest, codeInvalidURL, "Invalid url: "+p.name+" "+strconv.Quote(v)), false
+		}
+		if p.field != nil {
+			*p.field(n) = v
+		}
+	}
+	for _, p := range methodParams {
+		v, present := param(form, p.name)
+		if !present {
+			continue
+		}
+		m := strings.ToUpper(v)
+		if m != "" && m != http.MethodGet && m != http.MethodPost {
+			return badRequest(p.name + " must be GET or POST"), false
+		}
+		if p.field != nil {
+			*p.field(n) = orPOST(m)
+		}
+	}
+
+	if smsApp, present := param(form, "SmsApplicationSid"); present {
+		if smsApp != "" && !strings.HasPrefix(smsApp, "AP") {
+			return badRequest("SmsApplicationSid must start with AP"), false
+		}
+		n.SmsApplicationSID = smsApp
+	}
+
+	app, hasApp := param(form, "VoiceApplicationSid")
+	trunk, hasTrunk := param(form, "TrunkSid")
+	switch {
+	case app != "" && trunk != "":
+		return badRequest("VoiceApplicationSid and TrunkSid cannot both be set"), false
+	case app != "" && !strings.HasPrefix(app, "AP"):
+		return badRequest("VoiceApplicationSid must start with AP"), false
+	case trunk != "" && !strings.HasPrefix(trunk, "TK"):
+		return badRequest("TrunkSid must start with TK"), false
+	}
+	if hasApp {
+		n.VoiceApplicationSID = app
+		if app != "" {
+			n.TrunkSID = ""
+		}
+	}
+	if hasTrunk {
+		n.TrunkSID = trunk
+		if trunk != "" {
+			n.VoiceApplicationSID = ""
+		}
+	}
+
+	if name, present := param(form, "FriendlyName"); present {
+		if len([]rune(name)) > 64 {
+			return errorResponse(http.StatusBadRequest, 20002, "FriendlyName must be at most 64 characters"), false
+		}
+		if name == "" {
+			name = formatPhone(n.PhoneNumber)
+		}
+		n.FriendlyName = name
+	}
+	return response{}, true
 }
 
 // listNumbers answers GET .../IncomingPhoneNumbers.json.

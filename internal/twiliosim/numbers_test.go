@@ -381,7 +381,7 @@ func TestDeleteAndCreateAreLogged(t *testing.T) {
 	rc := newTwilio(t, base, testAccount, testToken, testAccount)
 
 	_, err := rc.Api.CreateIncomingPhoneNumber((&openapi.CreateIncomingPhoneNumberParams{}).SetPhoneNumber("+14155550111"))
-	g.Expect(restError(err)).To(And(HaveField("Status", 400), HaveField("Code", 21452)))
+	g.Expect(restError(err)).To(And(HaveField("Status", 400), HaveField("Code", 21422))) // not on sale
 	g.Expect(s.CountRequests(KindCreateNumber)).To(Equal(1))
 	_, exists := s.NumberByPhone("+14155550111")
 	g.Expect(exists).To(BeFalse())

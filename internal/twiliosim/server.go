@@ -28,6 +28,10 @@ type Server struct {
 	seq     map[string]uint64  // every number SID ever added -> creation sequence
 	nextSeq uint64
 
+	services []*MessagingService // in the order they were added
+
+	avail availableStore // numbers on sale (purchase.go)
+
 	log  []Request
 	hook func(Request)
 
@@ -184,10 +188,17 @@ func (s *Server) handle(r *http.Request, req Request, rt route) response {
 		return notFound(req.Path)
 	case req.Kind == KindOther:
 		return errorResponse(http.StatusMethodNotAllowed, 20004, "Method not allowed")
-	case !allowed:
+	case !allowed && !messagingKind(req.Kind):
 		return authError()
 	}
+	if messagingKind(req.Kind) {
+		req.AccountSID = authSID // the Messaging API's paths name no account
+	}
 	switch req.Kind {
+	case KindListServices:
+		return s.listServices(req)
+	case KindListServiceNumbers:
+		return s.listServicePhones(req)
 	case KindFetchAccount:
 		return s.fetchAccount(req)
 	case KindListNumbers:
@@ -198,8 +209,10 @@ func (s *Server) handle(r *http.Request, req Request, rt route) response {
 		return s.updateNumber(req)
 	case KindDeleteNumber:
 		return s.deleteNumber(req)
+	case KindListAvailable:
+		return s.listAvailable(req)
 	default: // KindCreateNumber
-		return errorResponse(http.StatusBadRequest, 21452, "Purchasing phone numbers is not emulated")
+		return s.createNumber(req)
 	}
 }
 
@@ -244,10 +257,39 @@ func newRequest(r *http.Request) (Request, route, error) {
 	}
 	var rt route
 	req.Kind, req.AccountSID, req.NumberSID, rt.known = classify(r.Method, r.URL.Path)
+	if req.Kind == KindOther && !rt.known {
+		req.Kind, req.ServiceSID, rt.known = classifyMessaging(r.Method, r.URL.Path)
+	}
 	return req, rt, err
 }
 
 const apiPrefix = "/2010-04-01/Accounts/"
+
+// classifyMessaging maps a Messaging API v1 method and path to a request
+// kind and the service SID in the path.
+func classifyMessaging(method, path string) (kind, serviceSID string, known bool) {
+	rest, ok := strings.CutPrefix(path, "/v1/Services")
+	if !ok {
+		return KindOther, "", false
+	}
+	parts := strings.Split(strings.TrimPrefix(rest, "/"), "/")
+	switch {
+	case rest == "":
+		kind = KindListServices
+	case len(parts) == 2 && parts[1] == "PhoneNumbers":
+		kind, serviceSID = KindListServiceNumbers, parts[0]
+	default:
+		return KindOther, "", false
+	}
+	if method != http.MethodGet {
+		return KindOther, serviceSID, true
+	}
+	return kind, serviceSID, true
+}
+
+func messagingKind(kind string) bool {
+	return kind == KindListServices || kind == KindListServiceNumbers
+}
 
 // classify maps a method and path to a request kind and the SIDs in the
 // path. known reports whether the path names an emulated resource.
@@ -283,6 +325,11 @@ func classify(method, path string) (kind, accountSID, numberSID string, known bo
 			return KindDeleteNumber, parts[0], numberSID, true
 		}
 		return KindOther, parts[0], numberSID, true
+	case len(parts) == 4 && parts[1] == "AvailablePhoneNumbers" && availableTypes[parts[3]]:
+		if method == http.MethodGet {
+			return KindListAvailable, parts[0], "", true
+		}
+		return KindOther, parts[0], "", true
 	}
 	if len(parts) > 0 {
 		accountSID = parts[0]

@@ -18,7 +18,8 @@ import (
 	"github.com/loquent/twilio-voice-operator/internal/twiliosim"
 )
 
-// TestEveryCrashPoint walks one number through take-over, hand-back
+// TestEveryCrashPoint walks one number through take-over (voice and SMS),
+// SMS handed back alone (messaging Disabled) and taken again, hand-back
 // (Disabled), take-over again (Enabled) and deletion, with the manager killed
 // right after its k-th write, for every k until a run has no write left to
 // crash after. After each step, a number that routes to the webhook has its
@@ -47,7 +48,8 @@ func crashPointScenario(t *testing.T, k int64) (crashed bool) {
 	accountSID := fmt.Sprintf("AC%032x", 0xc000+k)
 	sim, ns, simURL := newAccount(t, accountSID, "crashpoint-", 0)
 	orig := sim.AddNumber(twiliosim.Number{AccountSID: accountSID, PhoneNumber: fmt.Sprintf("+1629555%04d", k),
-		VoiceURL: "https://old.example.com/voice", VoiceMethod: "GET", StatusCallback: "https://status.example.com/cb"})
+		VoiceURL: "https://old.example.com/voice", VoiceMethod: "GET", StatusCallback: "https://status.example.com/cb",
+		SmsURL: "https://old.example.com/sms", SmsMethod: "GET", SmsFallbackURL: "https://old.example.com/sms-fallback"})
 	sup := &supervisor{
 		cfg: restCfg, lag: 200 * time.Millisecond, rng: rand.New(rand.NewPCG(uint64(k), 1)), crashAt: k,
 		opts: controllers.Options{VoiceURL: voiceURL, PollInterval: pollPeriod, ConcurrentReconciles: 2, GuardKey: guardKey, AllowedAPIURLs: []string{simURL}},
@@ -69,7 +71,7 @@ func crashPointScenario(t *testing.T, k int64) (crashed bool) {
 	g.Expect(k8s.Create(ctx, &twiliov1.TwilioPhoneNumber{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "n"},
 		Spec: twiliov1.TwilioPhoneNumberSpec{AccountRef: twiliov1.LocalObjectReference{Name: "main"}, PhoneNumber: orig.PhoneNumber,
-			Agent: &twiliov1.AgentSpec{URL: "ws://agent.agents.svc:8080/media"}},
+			Agent: &twiliov1.AgentSpec{URL: "ws://agent.agents.svc:8080/media"}, Messaging: twiliov1.MessagingEnabled},
 	})).To(Succeed())
 
 	want := routing(orig)
@@ -94,10 +96,32 @@ func crashPointScenario(t *testing.T, k int64) (crashed bool) {
 			g.Expect(obj.Status.SavedRouting).NotTo(BeNil())
 			g.Expect(obj.Status.SavedRouting.VoiceURL).To(Equal(orig.VoiceURL))
 			g.Expect(obj.Status.SavedRouting.StatusCallback).To(Equal(orig.StatusCallback))
+			if live.SmsURL != orig.SmsURL {
+				g.Expect(obj.Status.SavedRouting.SMSSaved).To(BeTrue(), "SMS routed here only with the SMS original saved")
+				g.Expect(obj.Status.SavedRouting.SmsURL).To(Equal(orig.SmsURL))
+				g.Expect(obj.Status.SavedRouting.SmsFallbackURL).To(Equal(orig.SmsFallbackURL))
+			}
 		} else {
 			g.Expect(routing(live)).To(Equal(want), "handed back exactly")
 		}
 	}
+	step(twiliov1.ReasonConfigured)
+	// SMS handed back alone, then taken again.
+	g.Expect(retrySetMessaging(ctx, ns.Name, "n", twiliov1.MessagingDisabled)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		obj := &twiliov1.TwilioPhoneNumber{}
+		g.Expect(k8s.Get(ctx, key, obj)).To(Succeed())
+		g.Expect(obj.Status.SavedRouting).NotTo(BeNil())
+		g.Expect(obj.Status.SavedRouting.SMSSaved).To(BeFalse())
+	}).WithTimeout(60 * time.Second).WithPolling(50 * time.Millisecond).Should(Succeed())
+	live, _ := sim.Number(orig.SID)
+	g.Expect([]string{live.SmsURL, live.SmsMethod, live.SmsFallbackURL}).To(Equal([]string{orig.SmsURL, orig.SmsMethod, orig.SmsFallbackURL}), "SMS handed back exactly")
+	g.Expect(retrySetMessaging(ctx, ns.Name, "n", twiliov1.MessagingEnabled)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		obj := &twiliov1.TwilioPhoneNumber{}
+		g.Expect(k8s.Get(ctx, key, obj)).To(Succeed())
+		g.Expect(meta.IsStatusConditionTrue(obj.Status.Conditions, twiliov1.ConditionMessaging)).To(BeTrue())
+	}).WithTimeout(60 * time.Second).WithPolling(50 * time.Millisecond).Should(Succeed())
 	step(twiliov1.ReasonConfigured)
 	g.Expect(retrySetRouting(ctx, ns.Name, "n", twiliov1.VoiceRoutingDisabled)).To(Succeed())
 	step(twiliov1.ReasonRoutingDisabled)
@@ -107,7 +131,7 @@ func crashPointScenario(t *testing.T, k int64) (crashed bool) {
 	g.Eventually(func() bool {
 		return apierrors.IsNotFound(k8s.Get(ctx, key, &twiliov1.TwilioPhoneNumber{}))
 	}).WithTimeout(60 * time.Second).Should(BeTrue())
-	live, _ := sim.Number(orig.SID)
+	live, _ = sim.Number(orig.SID)
 	g.Expect(routing(live)).To(Equal(want), "the original is back exactly")
 	if testing.Verbose() {
 		sup.mu.Lock()

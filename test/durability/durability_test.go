@@ -84,8 +84,16 @@ type original struct {
 	leaveOnTrunk bool // on a trunk without allowTrunkDetach: never touched
 }
 
-// The mix of original routings the issue measured.
+// The mix of original routings the issue measured, with SMS routings (a URL
+// with GET and a fallback, or an SMS application) on some of them.
 func shape(i int, n *twiliosim.Number) (allowDetach bool) {
+	switch i % 3 {
+	case 0:
+		n.SmsURL, n.SmsMethod = fmt.Sprintf("https://old.example.com/sms/%d", i), "GET"
+		n.SmsFallbackURL = "https://fallback.example.com/sms"
+	case 1:
+		n.SmsApplicationSID = fmt.Sprintf("AP%032x", 0x5000+i)
+	}
 	switch i % 7 {
 	case 0:
 		n.VoiceURL, n.VoiceMethod = fmt.Sprintf("https://old.example.com/voice/%d", i), "POST"
@@ -196,6 +204,7 @@ func runScenario(t *testing.T, seed uint64, total int) {
 				AccountRef: twiliov1.LocalObjectReference{Name: "main"}, PhoneNumber: o.e164,
 				Agent:            &twiliov1.AgentSpec{URL: "ws://agent.agents.svc:8080/media"},
 				AllowTrunkDetach: o.detachTrunk,
+				Messaging:        messagingFor(i),
 			},
 		}
 		g.Expect(k8s.Create(ctx, obj)).To(Succeed())
@@ -324,13 +333,23 @@ func runScenario(t *testing.T, seed uint64, total int) {
 	g.Expect(flips).To(BeNumerically(">", 0))
 }
 
+// messagingFor turns SMS routing on for two numbers in five.
+func messagingFor(i int) twiliov1.Messaging {
+	if i%5 < 2 {
+		return twiliov1.MessagingEnabled
+	}
+	return twiliov1.MessagingDisabled
+}
+
 type routingTuple struct {
 	url, method, fallback, fallbackMethod, status, statusMethod, app, trunk string
+	sms, smsMethod, smsFallback, smsFallbackMethod, smsApp                  string
 }
 
 func routing(n twiliosim.Number) routingTuple {
 	return routingTuple{n.VoiceURL, n.VoiceMethod, n.VoiceFallbackURL, n.VoiceFallbackMethod,
-		n.StatusCallback, n.StatusCallbackMethod, n.VoiceApplicationSID, n.TrunkSID}
+		n.StatusCallback, n.StatusCallbackMethod, n.VoiceApplicationSID, n.TrunkSID,
+		n.SmsURL, n.SmsMethod, n.SmsFallbackURL, n.SmsFallbackMethod, n.SmsApplicationSID}
 }
 
 // guardedOnServer returns the object when the API server holds its guard and
@@ -398,4 +417,15 @@ func zapLevel() zapcore.Level {
 		return zapcore.DebugLevel
 	}
 	return zapcore.DPanicLevel
+}
+
+// retrySetMessaging sets spec.messaging with a merge patch.
+func retrySetMessaging(ctx context.Context, ns, name string, m twiliov1.Messaging) error {
+	obj := &twiliov1.TwilioPhoneNumber{}
+	if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, obj); err != nil {
+		return err
+	}
+	base := obj.DeepCopy()
+	obj.Spec.Messaging = m
+	return k8s.Patch(ctx, obj, client.MergeFrom(base))
 }
