@@ -1,9 +1,11 @@
 package webhookserver
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,10 +16,12 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 	"github.com/cloudevents/sdk-go/v2/event"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
+	"github.com/twilio/twilio-go/twiml"
 
 	"github.com/loquent/twilio-voice-operator/internal/egress"
 )
@@ -34,6 +38,10 @@ const (
 	EventTypeRecordingCompleted = EventTypeRecordingPrefix + "completed"
 	EventTypeRecordingAbsent    = EventTypeRecordingPrefix + "absent"
 	EventTypeMessageReceived    = "io.loquent.twilio.message.received"
+	// EventTypeMessageReply is the type of the event a sink may answer a
+	// message.received event with (the CloudEvents HTTP binding's response
+	// event): its data (MessageReply) is the SMS/MMS Twilio sends back.
+	EventTypeMessageReply = "io.loquent.twilio.message.reply"
 	// EventTypeCallPrefix + the CallStatus of a call status callback
 	// (queued, initiated, ringing, in-progress, completed, busy, failed,
 	// no-answer, canceled; any other as "other").
@@ -297,15 +305,29 @@ func (l limitedAnswers) RoundTrip(r *http.Request) (*http.Response, error) {
 // URL that is not http(s) and a destination the egress policy refuses fail
 // at once, for good.
 func (e *eventSender) deliver(ctx context.Context, sink string, ev *cloudevents.Event) (string, int, error) {
-	start := time.Now()
-	result, attempts, err := e.attempt(ctx, sink, ev)
-	e.metrics.EventDelivery.WithLabelValues(result).Observe(time.Since(start).Seconds())
+	result, attempts, _, err := e.exchange(ctx, sink, ev, false)
 	return result, attempts, err
 }
 
-func (e *eventSender) attempt(ctx context.Context, sink string, ev *cloudevents.Event) (string, int, error) {
+// request is deliver, through the SDK's request/response call: it also
+// returns the event the sink answered with (the HTTP binding's response
+// event, binary or structured), if the sink delivered it with one; nil
+// otherwise. An answer the SDK cannot read as an event is no event. The
+// answer is bounded as every answer is (limitedAnswers).
+func (e *eventSender) request(ctx context.Context, sink string, ev *cloudevents.Event) (string, int, *cloudevents.Event, error) {
+	return e.exchange(ctx, sink, ev, true)
+}
+
+func (e *eventSender) exchange(ctx context.Context, sink string, ev *cloudevents.Event, wantAnswer bool) (string, int, *cloudevents.Event, error) {
+	start := time.Now()
+	result, attempts, answer, err := e.attempt(ctx, sink, ev, wantAnswer)
+	e.metrics.EventDelivery.WithLabelValues(result).Observe(time.Since(start).Seconds())
+	return result, attempts, answer, err
+}
+
+func (e *eventSender) attempt(ctx context.Context, sink string, ev *cloudevents.Event, wantAnswer bool) (string, int, *cloudevents.Event, error) {
 	if err := checkSinkURL(sink); err != nil {
-		return eventFailed, 0, err
+		return eventFailed, 0, nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.limits.EventBudget)
 	defer cancel()
@@ -313,25 +335,34 @@ func (e *eventSender) attempt(ctx context.Context, sink string, ev *cloudevents.
 	wait := e.limits.EventBackoff
 	for attempt := 1; ; attempt++ {
 		actx, acancel := context.WithTimeout(ctx, e.limits.EventAttemptTimeout)
-		res := e.client.Send(actx, *ev)
+		var answer *cloudevents.Event
+		var err error
+		var permanent bool
+		if wantAnswer {
+			// The SDK has read the answer (into answer) before it returns.
+			var res error
+			answer, res = e.client.Request(actx, *ev)
+			err, permanent = requestOutcome(res)
+		} else {
+			err, permanent = sendOutcome(e.client.Send(actx, *ev))
+		}
 		acancel()
-		err, permanent := sendOutcome(res)
 		switch {
 		case err == nil:
-			return eventDelivered, attempt, nil
+			return eventDelivered, attempt, answer, nil
 		case permanent:
-			return eventFailed, attempt, err
+			return eventFailed, attempt, nil, err
 		case attempt >= e.limits.EventAttempts:
-			return eventRetried, attempt, err
+			return eventRetried, attempt, nil, err
 		}
 		if deadline, _ := ctx.Deadline(); time.Until(deadline) <= wait {
-			return eventRetried, attempt, err
+			return eventRetried, attempt, nil, err
 		}
 		timer := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			timer.Stop()
-			return eventRetried, attempt, err
+			return eventRetried, attempt, nil, err
 		case <-timer.C:
 		}
 		wait *= 2
@@ -356,10 +387,40 @@ func sendOutcome(res error) (error, bool) {
 	}
 	var answer *cehttp.Result
 	if errors.As(res, &answer) {
-		code := answer.StatusCode
-		retryable := code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code >= 500
-		return fmt.Errorf("the sink answered %w", res), !retryable
+		return fmt.Errorf("the sink answered %w", res), !retryableStatus(answer.StatusCode)
 	}
+	return undelivered(res)
+}
+
+// requestOutcome is sendOutcome for the SDK's request/response call. That
+// call reports an answer it cannot read as an event as acknowledged,
+// whatever its status (a 503 with a text body included), so the status
+// decides here; the answer's body is not quoted (the SDK has consumed it).
+func requestOutcome(res error) (error, bool) {
+	var answer *cehttp.Result
+	if errors.As(res, &answer) {
+		code := answer.StatusCode
+		if code >= 200 && code < 300 {
+			return nil, false
+		}
+		return fmt.Errorf("the sink answered %d %s", code, http.StatusText(code)), !retryableStatus(code)
+	}
+	if cloudevents.IsACK(res) {
+		return nil, false
+	}
+	return undelivered(res)
+}
+
+// retryableStatus reports whether a sink's non-2xx answer is worth another
+// attempt: 408, 429 and 5xx.
+func retryableStatus(code int) bool {
+	return code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code >= 500
+}
+
+// undelivered reads a result that is no answer of the sink's: the error,
+// and whether it is permanent (a refusal by the egress policy, an invalid
+// event) or worth another attempt (a connection failure, a timeout).
+func undelivered(res error) (error, bool) {
 	if _, refused := egress.ReasonOf(res); refused {
 		return res, true
 	}
@@ -389,19 +450,21 @@ func (s *Server) eventRoute(accountSID, number string) (Route, bool) {
 // attempts added, and the error, if any, as a log value: a refusal by the
 // egress policy as the policy words it (what was refused, why, and the
 // setting that would allow it), anything else (which may quote the sink's
-// answer) cut to the logged length.
-func (s *Server) sendEvent(ctx context.Context, route Route, ev *cloudevents.Event, kv []any) (string, []any, error) {
-	result, attempts, err := s.events.deliver(ctx, route.EventSinkURL, ev)
+// answer) cut to the logged length. With wantAnswer, it also returns the
+// event the sink answered with, if it delivered with one (see
+// eventSender.request).
+func (s *Server) sendEvent(ctx context.Context, route Route, ev *cloudevents.Event, kv []any, wantAnswer bool) (string, []any, *cloudevents.Event, error) {
+	result, attempts, answer, err := s.events.exchange(ctx, route.EventSinkURL, ev, wantAnswer)
 	s.metrics.Events.WithLabelValues(ev.Type(), result).Inc()
 	kv = append(kv, "eventId", ev.ID(), "eventType", ev.Type(), "sink", redactURL(route.EventSinkURL), "attempts", attempts)
 	if err == nil {
-		return result, kv, nil
+		return result, kv, answer, nil
 	}
 	var refused *egress.RefusedError
 	if errors.As(err, &refused) {
-		return result, append(kv, "refusedReason", string(refused.Reason)), refused
+		return result, append(kv, "refusedReason", string(refused.Reason)), nil, refused
 	}
-	return result, kv, errors.New(logValue(strings.TrimSpace(err.Error())))
+	return result, kv, nil, errors.New(logValue(strings.TrimSpace(err.Error())))
 }
 
 // logEventFailure logs an event that will not be delivered (eventFailed).
@@ -434,6 +497,9 @@ type callbackEvent struct {
 	sids               []string // Twilio SIDs the event names: letters and digits only
 	kv                 []any
 	data               func(number string) any
+	// wantAnswer asks for the event the sink answers with (message.received:
+	// the sink's reply), through the SDK's request/response call.
+	wantAnswer bool
 }
 
 // deliverCallback delivers cb's event to its number's sink (see
@@ -442,12 +508,21 @@ type callbackEvent struct {
 // it retries; true when the event was delivered, when there is no sink, and
 // when it failed for good (a retry cannot help).
 func (s *Server) deliverCallback(ctx context.Context, cb callbackEvent) bool {
+	result, _ := s.exchangeCallback(ctx, cb)
+	return result != eventRetried
+}
+
+// exchangeCallback is deliverCallback, returning the result (eventNoSink
+// when there is no sink, eventFailed also when no event could be made of
+// the callback) and, with cb.wantAnswer, the event the sink answered with
+// when it took the event (nil when it answered none).
+func (s *Server) exchangeCallback(ctx context.Context, cb callbackEvent) (string, *cloudevents.Event) {
 	kv := cb.kv
 	route, routed := s.eventRoute(cb.accountSID, cb.number)
 	if !routed || route.EventSinkURL == "" {
 		s.metrics.Events.WithLabelValues(cb.typ, eventNoSink).Inc()
 		s.log.Info(cb.what, append(kv, "event", "no sink")...)
-		return true
+		return eventNoSink, nil
 	}
 	kv = append(kv, "object", route.Object.String())
 	ev, err := newEvent(cb.typ, EventSource(route.AccountSID, route.Number), cb.subject, cb.id, cb.data(route.Number))
@@ -459,17 +534,152 @@ func (s *Server) deliverCallback(ctx context.Context, cb callbackEvent) bool {
 	if err != nil {
 		s.metrics.Events.WithLabelValues(cb.typ, eventFailed).Inc()
 		s.log.Error(err, cb.what+": event not built", kv...)
-		return true
+		return eventFailed, nil
 	}
-	result, kv, err := s.sendEvent(ctx, route, &ev, kv)
+	result, kv, answer, err := s.sendEvent(ctx, route, &ev, kv, cb.wantAnswer)
 	switch result {
 	case eventRetried:
 		s.log.Info(cb.what+": event not delivered; answering 503 so that Twilio retries", append(kv, "error", err.Error())...)
-		return false
 	case eventFailed:
 		s.logEventFailure(cb.what+": event not delivered", err, kv)
 	default:
+		if cb.wantAnswer {
+			kv = append(kv, "answered", answer != nil)
+		}
 		s.log.Info(cb.what, kv...)
 	}
+	return result, answer
+}
+
+// MessageReply is the data (application/json) of a message.reply event: the
+// message Twilio sends back to the sender of the message received, as the
+// <Message> of the webhook's answer.
+type MessageReply struct {
+	// Body is the reply's text: at most maxReplyChars characters (Unicode
+	// code points), each allowed in XML. It may be empty when MediaURLs is not.
+	Body string `json:"body"`
+	// MediaURLs are the media of an MMS reply: at most maxMedia absolute
+	// https:// URLs, which Twilio fetches.
+	MediaURLs []string `json:"mediaUrls,omitempty"`
+}
+
+// maxReplyChars is Twilio's limit on a message's body: 1600 characters.
+const maxReplyChars = 1600
+
+// Results of the sink's answer to a message.received event, as metric
+// labels (Metrics.MessageReplies).
+const (
+	replyReplied   = "replied"    // answered as a <Message>
+	replyNone      = "none"       // the sink answered no event
+	replyWrongType = "wrong_type" // an event of another type: ignored
+	replyInvalid   = "invalid"    // not a valid event, or bad data: ignored
+	replyTooLong   = "too_long"   // a body over maxReplyChars: refused
+)
+
+// replyResults are the values of the result label of Metrics.MessageReplies.
+var replyResults = []string{replyReplied, replyNone, replyWrongType, replyInvalid, replyTooLong}
+
+// readReply reads the event a sink answered a message.received event with.
+// It returns the reply, or the result (replyWrongType, replyInvalid,
+// replyTooLong) and why it is refused.
+func readReply(answer *cloudevents.Event) (MessageReply, string, error) {
+	if err := answer.Validate(); err != nil {
+		return MessageReply{}, replyInvalid, fmt.Errorf("not a valid CloudEvent: %w", err)
+	}
+	if answer.Type() != EventTypeMessageReply {
+		return MessageReply{}, replyWrongType, fmt.Errorf("of type %q, not %s", logValue(answer.Type()), EventTypeMessageReply)
+	}
+	if mt := answer.DataMediaType(); mt != "" && mt != cloudevents.ApplicationJSON && !strings.HasSuffix(mt, "+json") {
+		return MessageReply{}, replyInvalid, fmt.Errorf("its data is %q, not application/json", logValue(mt))
+	}
+	var reply MessageReply
+	dec := json.NewDecoder(bytes.NewReader(answer.Data()))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&reply); err != nil {
+		return MessageReply{}, replyInvalid, fmt.Errorf("its data is not a reply ({\"body\": ..., \"mediaUrls\": [...]}): %s", logValue(err.Error()))
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return MessageReply{}, replyInvalid, errors.New("its data holds more than one JSON value")
+	}
+	switch n := utf8.RuneCountInString(reply.Body); {
+	case n > maxReplyChars:
+		return MessageReply{}, replyTooLong, fmt.Errorf("its body has %d characters, over Twilio's %d", n, maxReplyChars)
+	case !xmlText(reply.Body):
+		return MessageReply{}, replyInvalid, errors.New("its body holds a character XML does not allow (a control character)")
+	case reply.Body == "" && len(reply.MediaURLs) == 0:
+		return MessageReply{}, replyInvalid, errors.New("it has neither body nor mediaUrls")
+	case len(reply.MediaURLs) > maxMedia:
+		return MessageReply{}, replyInvalid, fmt.Errorf("it has %d mediaUrls, over Twilio's %d", len(reply.MediaURLs), maxMedia)
+	}
+	for i, m := range reply.MediaURLs {
+		if u, err := url.Parse(m); err != nil || u.Scheme != "https" || u.Host == "" || !xmlText(m) {
+			return MessageReply{}, replyInvalid, fmt.Errorf("mediaUrls[%d] is not an absolute https:// URL", i)
+		}
+	}
+	return reply, replyReplied, nil
+}
+
+// xmlText reports whether s is valid UTF-8 made of characters XML 1.0
+// allows (no control characters but tab, line feed and carriage return).
+// The TwiML builder escapes markup, not these.
+func xmlText(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		switch {
+		case r == '\t' || r == '\n' || r == '\r':
+		case r < 0x20, r == 0xFFFE, r == 0xFFFF:
+			return false
+		}
+	}
 	return true
+}
+
+// replyTwiML is the messaging TwiML that sends reply: <Message> with the
+// body as its text, or, with media, <Body> and a <Media> per URL (Twilio's
+// nested form). The builder escapes the text.
+func replyTwiML(reply MessageReply) (string, error) {
+	msg := twiml.MessagingMessage{Body: reply.Body}
+	if len(reply.MediaURLs) > 0 {
+		msg.Body = ""
+		if reply.Body != "" {
+			msg.InnerElements = append(msg.InnerElements, twiml.MessagingBody{Message: reply.Body})
+		}
+		for _, u := range reply.MediaURLs {
+			msg.InnerElements = append(msg.InnerElements, twiml.MessagingMedia{Url: u})
+		}
+	}
+	doc, err := twiml.Messages([]twiml.Element{msg})
+	if err != nil {
+		return "", fmt.Errorf("render the reply's TwiML: %w", err)
+	}
+	return doc, nil
+}
+
+// messageAnswer is the answer to an SMS webhook whose event the sink took,
+// answering with answer (nil: none): the reply it defines as a <Message>,
+// else <Response/>. A refused answer is logged (neither the body nor the
+// URLs: personal data), and every answer counted (Metrics.MessageReplies).
+func (s *Server) messageAnswer(answer *cloudevents.Event, kv []any) string {
+	if answer == nil {
+		s.metrics.MessageReplies.WithLabelValues(replyNone).Inc()
+		return s.emptyMessaging
+	}
+	kv = append(kv, "replyType", logValue(answer.Type()), "replyId", logValue(answer.ID()))
+	reply, result, err := readReply(answer)
+	var doc string
+	if err == nil {
+		doc, err = replyTwiML(reply)
+		if err != nil {
+			result = replyInvalid
+		}
+	}
+	s.metrics.MessageReplies.WithLabelValues(result).Inc()
+	if err != nil {
+		s.log.Info("SMS event: the sink's answer is ignored; answering <Response/> (no reply)", append(kv, "result", result, "reason", err.Error())...)
+		return s.emptyMessaging
+	}
+	s.log.Info("SMS event: replying with the sink's message", append(kv, "replyChars", utf8.RuneCountInString(reply.Body), "replyMedia", len(reply.MediaURLs))...)
+	return doc
 }

@@ -25,7 +25,9 @@ import (
 
 // ceSink is a CloudEvents sink as a Knative broker or an Argo Events
 // webhook source would be: the SDK's HTTP receive handler, on loopback. It
-// can be down (503) for its first requests, or refuse every event.
+// can be down (503) for its first requests, or refuse every event; it
+// answers with the event its answer function returns, if any (the SDK's
+// response event).
 type ceSink struct {
 	srv *httptest.Server
 	url string
@@ -38,6 +40,17 @@ type ceSink struct {
 	mu      sync.Mutex
 	events  []cloudevents.Event
 	headers []http.Header // of the requests whose events were received
+	answer  func(cloudevents.Event) *cloudevents.Event
+	// answerHeaders are the headers of the sink's answers to those requests.
+	answerHeaders []http.Header
+}
+
+// answerWith makes the sink answer each event it receives with f's event
+// (nil: none).
+func (s *ceSink) answerWith(f func(cloudevents.Event) *cloudevents.Event) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.answer = f
 }
 
 func newCESink(t testing.TB) *ceSink {
@@ -47,11 +60,14 @@ func newCESink(t testing.TB) *ceSink {
 	if err != nil {
 		t.Fatal(err)
 	}
-	receive, err := cloudevents.NewHTTPReceiveHandler(context.Background(), p, func(_ context.Context, e cloudevents.Event) error {
+	receive, err := cloudevents.NewHTTPReceiveHandler(context.Background(), p, func(_ context.Context, e cloudevents.Event) (*cloudevents.Event, cloudevents.Result) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		s.events = append(s.events, e)
-		return nil
+		if s.answer != nil {
+			return s.answer(e), nil
+		}
+		return nil, nil
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -69,6 +85,9 @@ func newCESink(t testing.TB) *ceSink {
 		s.headers = append(s.headers, r.Header.Clone())
 		s.mu.Unlock()
 		receive.ServeHTTP(w, r)
+		s.mu.Lock()
+		s.answerHeaders = append(s.answerHeaders, w.Header().Clone())
+		s.mu.Unlock()
 	}))
 	s.url = s.srv.URL + "/voice/default"
 	t.Cleanup(s.srv.Close)
@@ -211,6 +230,8 @@ func TestMessageEventReachesSink(t *testing.T) {
 	g.Expect(res.Status).To(Equal(http.StatusOK))
 	g.Expect(res.ContentType).To(HavePrefix("text/xml"))
 	g.Expect(parseTwiML(t, res.Body).Order).To(BeEmpty(), "no reply")
+	g.Expect(res.Replies).To(BeEmpty())
+	g.Expect(counterValue(h.metrics.MessageReplies.WithLabelValues(replyNone))).To(Equal(1.0), "the sink answered 2xx without an event")
 
 	events := sink.received()
 	g.Expect(events).To(HaveLen(1))
@@ -468,6 +489,8 @@ func TestEventIDs(t *testing.T) {
 // TestEventDeliveryOutcomes: which sink answers are retried within the
 // budget (408, 429, 5xx, no answer) and which fail at once (3xx, other 4xx,
 // a URL that is not http(s)); the budget bounds a sink that never answers.
+// The same with the request/response call (message.received), which the
+// SDK would otherwise report acknowledged for any answer that is no event.
 func TestEventDeliveryOutcomes(t *testing.T) {
 	metrics, err := NewMetrics(prometheus.NewRegistry())
 	if err != nil {
@@ -523,24 +546,32 @@ func TestEventDeliveryOutcomes(t *testing.T) {
 		{http.StatusBadGateway, eventRetried, 3},
 		{0, eventRetried, 3},
 	} {
-		status.Store(int32(tc.status))
-		hits.Store(0)
-		start := time.Now()
-		result, attempts, err := sender.deliver(context.Background(), srv.URL, &ev)
-		if result != tc.result || attempts != tc.attempts || int(hits.Load()) != tc.attempts {
-			t.Errorf("sink answering %d: result %s after %d attempts (%d requests), want %s after %d (err %v)",
-				tc.status, result, attempts, hits.Load(), tc.result, tc.attempts, err)
-		}
-		if (err == nil) != (result == eventDelivered) {
-			t.Errorf("sink answering %d: error %v with result %s", tc.status, err, result)
-		}
-		if d := time.Since(start); d > 2*limits.EventBudget {
-			t.Errorf("sink answering %d: took %s, over the budget %s", tc.status, d, limits.EventBudget)
+		for _, wantAnswer := range []bool{false, true} {
+			status.Store(int32(tc.status))
+			hits.Store(0)
+			start := time.Now()
+			result, attempts, answer, err := sender.exchange(context.Background(), srv.URL, &ev, wantAnswer)
+			if result != tc.result || attempts != tc.attempts || int(hits.Load()) != tc.attempts {
+				t.Errorf("sink answering %d (request/response %t): result %s after %d attempts (%d requests), want %s after %d (err %v)",
+					tc.status, wantAnswer, result, attempts, hits.Load(), tc.result, tc.attempts, err)
+			}
+			if (err == nil) != (result == eventDelivered) {
+				t.Errorf("sink answering %d (request/response %t): error %v with result %s", tc.status, wantAnswer, err, result)
+			}
+			if answer != nil {
+				t.Errorf("sink answering %d without an event: answered %v", tc.status, answer)
+			}
+			if d := time.Since(start); d > 2*limits.EventBudget {
+				t.Errorf("sink answering %d: took %s, over the budget %s", tc.status, d, limits.EventBudget)
+			}
 		}
 	}
 	for _, bad := range []string{"ftp://sink.example/", "sink.example/x", "http://"} {
 		if result, attempts, _ := sender.deliver(context.Background(), bad, &ev); result != eventFailed || attempts != 0 {
 			t.Errorf("sink %q: result %s after %d attempts, want failed at once", bad, result, attempts)
+		}
+		if result, attempts, _, _ := sender.request(context.Background(), bad, &ev); result != eventFailed || attempts != 0 {
+			t.Errorf("sink %q (request/response): result %s after %d attempts, want failed at once", bad, result, attempts)
 		}
 	}
 }

@@ -91,6 +91,13 @@ type Metrics struct {
 	// Twilio request (every attempt and wait), by result (delivered, retried,
 	// failed).
 	EventDelivery *prometheus.HistogramVec
+	// MessageReplies counts the answers of sinks that took a message.received
+	// event, by result: replied (the reply event became the webhook's
+	// <Message>), none (no event: <Response/>), wrong_type (an event of
+	// another type), invalid (not a valid event, or data that is no reply)
+	// or too_long (a body over 1600 characters); the last three are ignored
+	// with a log line, and Twilio gets <Response/>.
+	MessageReplies *prometheus.CounterVec
 }
 
 // NewMetrics creates the collectors and registers them on reg. It fails if
@@ -168,12 +175,16 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help:    "Time to deliver one event to its sink within one Twilio request, every attempt and wait included, by result (delivered, retried, failed).",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"result"}),
+		MessageReplies: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "twilio_webhook_message_replies_total",
+			Help: "Answers of sinks that took an incoming-message event, by result (replied: sent back as the webhook's <Message>; none: no reply event; wrong_type, invalid, too_long: ignored, no reply).",
+		}, []string{"result"}),
 	}
 	for _, c := range []prometheus.Collector{
 		m.Requests, m.SignatureFailures, m.ActiveStreams, m.Streams, m.FramesRelayed, m.FramesDropped,
 		m.AgentDial, m.RecordingCallbacks, m.RecordingDuplicates, m.RecordingDuration, m.RoutedNumbers,
 		m.StreamTokenKeyReloads, m.AgentDialsRefused,
-		m.Throttled, m.CapacityRefusals, m.Events, m.EventDelivery,
+		m.Throttled, m.CapacityRefusals, m.Events, m.EventDelivery, m.MessageReplies,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register metrics: %w", err)
@@ -244,6 +255,9 @@ func (m *Metrics) initialise() {
 	}
 	for _, result := range []string{eventDelivered, eventRetried, eventFailed} {
 		m.EventDelivery.WithLabelValues(result)
+	}
+	for _, result := range replyResults {
+		m.MessageReplies.WithLabelValues(result)
 	}
 }
 

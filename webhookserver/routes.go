@@ -225,10 +225,13 @@ func (s *Server) recordingHandled(key string, form url.Values, status string) {
 
 // handleEvents handles an incoming SMS (SmsStatus received): a log line,
 // and the message.received event delivered to the sink of the number it was
-// sent to. It answers <Response/> (no reply), or 503 when the sink did not
-// take the event in time, so that Twilio sends the webhook again (per the
-// SmsUrl's connection overrides, ConnectionOverrides). Other requests are
-// logged and answered <Response/>.
+// sent to. It answers the sink's reply (a message.reply event answering the
+// delivery, see Server.messageAnswer) as a <Message>, else <Response/> (no
+// reply); or 503 when the sink did not take the event in time, so that
+// Twilio sends the webhook again (per the SmsUrl's connection overrides,
+// ConnectionOverrides). A message Twilio sends again is delivered again
+// (same event id), and answered with the sink's answer to that delivery.
+// Other requests are logged and answered <Response/>.
 func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		s.refuseMethod(w, routeEvents, http.MethodPost)
@@ -248,15 +251,20 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	const typ = EventTypeMessageReceived
-	if !s.deliverCallback(r.Context(), callbackEvent{
+	result, answer := s.exchangeCallback(r.Context(), callbackEvent{
 		what: "SMS event", typ: typ, accountSID: accountSID, number: to, subject: msgSID,
 		id: EventID(typ, msgSID), sids: []string{msgSID}, kv: kv,
-		data: func(string) any { return messageData(form) },
-	}) {
+		data:       func(string) any { return messageData(form) },
+		wantAnswer: true,
+	})
+	switch result {
+	case eventRetried:
 		s.respond(w, routeEvents, outcomeSinkUnavailable, http.StatusServiceUnavailable)
-		return
+	case eventDelivered:
+		s.writeXML(w, routeEvents, outcomeOK, s.messageAnswer(answer, kv))
+	default:
+		s.writeXML(w, routeEvents, outcomeOK, s.emptyMessaging)
 	}
-	s.writeXML(w, routeEvents, outcomeOK, s.emptyMessaging)
 }
 
 // recordingDuration is a RecordingDuration as observed: a finite number of

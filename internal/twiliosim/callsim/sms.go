@@ -2,11 +2,13 @@ package callsim
 
 import (
 	"context"
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -53,12 +55,68 @@ type SMSResult struct {
 	// MessageSID is the message's SID (generated unless SMS.MessageSID was set).
 	MessageSID string
 	// Status, ContentType and Body are the last attempt's answer (Status 0
-	// when none came): TwiML, which the simulator does not run.
+	// when none came): messaging TwiML, of which the simulator reads the
+	// replies (Replies) and runs nothing else.
 	Status      int
 	ContentType string
 	Body        string
 	// Attempts is how many times the webhook was sent (see ParseOverrides).
 	Attempts int
+	// Replies are the messages Twilio would send back, from the <Message>
+	// verbs of a 2xx answer, in order; empty for <Response/>, an empty
+	// body, or an answer whose TwiML does not parse (see ReplyError).
+	Replies []SMSReply
+	// ReplyError is why the body of a 2xx answer is not messaging TwiML
+	// (Twilio error 12100: it sends nothing); nil otherwise.
+	ReplyError error
+}
+
+// SMSReply is a <Message> of the answer: the reply Twilio sends to the
+// sender (or to the number its to attribute names).
+type SMSReply struct {
+	// Body is the message's text: the <Message>'s own text, or the text of
+	// its <Body> nouns when it has any (the nested form).
+	Body string
+	// MediaURLs are the texts of its <Media> nouns, in order.
+	MediaURLs []string
+	// To and From are its to and from attributes, empty when absent.
+	To, From string
+}
+
+// parseReplies reads the <Message> verbs of a messaging TwiML document.
+func parseReplies(body []byte) ([]SMSReply, error) {
+	var root node
+	if err := xml.Unmarshal(body, &root); err != nil {
+		return nil, fmt.Errorf("parse messaging TwiML (Twilio error 12100): %w", err)
+	}
+	if root.XMLName.Local != "Response" {
+		return nil, fmt.Errorf("parse messaging TwiML (Twilio error 12100): root element is <%s>, want <Response>", root.XMLName.Local)
+	}
+	var out []SMSReply
+	for _, verb := range root.Children {
+		if verb.XMLName.Local != "Message" {
+			continue
+		}
+		r := SMSReply{Body: verb.Text, To: verb.attr("to"), From: verb.attr("from")}
+		nested := false
+		for _, noun := range verb.Children {
+			switch noun.XMLName.Local {
+			case "Body":
+				if !nested {
+					r.Body, nested = "", true
+				}
+				r.Body += noun.Text
+			case "Media":
+				r.MediaURLs = append(r.MediaURLs, strings.TrimSpace(noun.Text))
+			}
+		}
+		if len(verb.Children) > 0 && !nested {
+			// Text around nested nouns is layout, not the body.
+			r.Body = strings.TrimSpace(r.Body)
+		}
+		out = append(out, r)
+	}
+	return out, nil
 }
 
 // maxSMSAnswerBytes bounds the SMS webhook's answer the simulator reads.
@@ -125,6 +183,9 @@ func SendSMS(ctx context.Context, m SMS) (SMSResult, error) {
 	}
 	if err != nil {
 		return res, fmt.Errorf("SMS webhook: %w", err)
+	}
+	if len(strings.TrimSpace(res.Body)) > 0 {
+		res.Replies, res.ReplyError = parseReplies(a.body)
 	}
 	return res, nil
 }

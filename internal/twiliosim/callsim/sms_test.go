@@ -15,17 +15,23 @@ import (
 
 // smsApp plays a messaging application behind https://voice.example.com/sms:
 // it checks each request's signature with twilio-go's RequestValidator and
-// answers the statuses in answers, then 200 with <Response/>.
+// answers the statuses in answers, then 200 with twiml (<Response/> unless
+// newSMSAppAnswering set it).
 type smsApp struct {
 	srv     *httptest.Server
 	answers []int
+	twiml   string
 
 	mu       sync.Mutex
 	requests []signedForm
 }
 
 func newSMSApp(t testing.TB, answers ...int) *smsApp {
-	a := &smsApp{answers: answers}
+	return newSMSAppAnswering(t, `<?xml version="1.0" encoding="UTF-8"?><Response/>`, answers...)
+}
+
+func newSMSAppAnswering(t testing.TB, twiml string, answers ...int) *smsApp {
+	a := &smsApp{answers: answers, twiml: twiml}
 	a.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		form, _ := url.ParseQuery(string(body))
@@ -44,7 +50,7 @@ func newSMSApp(t testing.TB, answers ...int) *smsApp {
 			return
 		}
 		w.Header().Set("Content-Type", "text/xml")
-		_, _ = io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><Response/>`)
+		_, _ = io.WriteString(w, a.twiml)
 	}))
 	t.Cleanup(a.srv.Close)
 	return a
@@ -82,6 +88,8 @@ func TestSendSMS(t *testing.T) {
 	g.Expect(res.ContentType).To(HavePrefix("text/xml"))
 	g.Expect(res.Body).To(ContainSubstring("<Response/>"))
 	g.Expect(res.Attempts).To(Equal(1))
+	g.Expect(res.Replies).To(BeEmpty())
+	g.Expect(res.ReplyError).NotTo(HaveOccurred())
 
 	reqs := app.seen()
 	g.Expect(reqs).To(HaveLen(1))
@@ -137,4 +145,43 @@ func TestSendSMSValidates(t *testing.T) {
 		g.Expect(err).To(HaveOccurred(), name)
 	}
 	g.Expect(app.seen()).To(BeEmpty())
+}
+
+// The <Message> verbs of the answer are the replies Twilio sends: the
+// message's text, or its <Body> nouns, and its <Media>, unescaped.
+func TestSendSMSReadsReplies(t *testing.T) {
+	g := NewWithT(t)
+	app := newSMSAppAnswering(t, `<?xml version="1.0" encoding="UTF-8"?>
+<Response>
+  <Message>Thanks &lt;Ann&gt; &amp; co</Message>
+  <Redirect>https://voice.example.com/next</Redirect>
+  <Message to="+15005550009" from="+14155550100">
+    <Body>See </Body><Body>attached</Body>
+    <Media>https://cdn.example.com/a.png?x=1&amp;y=2</Media>
+    <Media> https://cdn.example.com/b.jpg </Media>
+  </Message>
+  <Message><Media>https://cdn.example.com/c.gif</Media></Message>
+</Response>`)
+	res, err := SendSMS(context.Background(), app.sms(""))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(res.ReplyError).NotTo(HaveOccurred())
+	g.Expect(res.Replies).To(Equal([]SMSReply{
+		{Body: "Thanks <Ann> & co"},
+		{Body: "See attached", MediaURLs: []string{"https://cdn.example.com/a.png?x=1&y=2", "https://cdn.example.com/b.jpg"},
+			To: "+15005550009", From: "+14155550100"},
+		{MediaURLs: []string{"https://cdn.example.com/c.gif"}},
+	}))
+
+	// An answer that is not TwiML: no reply, and why (the answer itself succeeded).
+	for _, body := range []string{"Thanks!", "<Reply>x</Reply>"} {
+		res, err = SendSMS(context.Background(), newSMSAppAnswering(t, body).sms(""))
+		g.Expect(err).NotTo(HaveOccurred(), body)
+		g.Expect(res.Replies).To(BeEmpty(), body)
+		g.Expect(res.ReplyError).To(MatchError(ContainSubstring("12100")), body)
+	}
+	// An empty 200: nothing to send, and nothing wrong.
+	res, err = SendSMS(context.Background(), newSMSAppAnswering(t, "").sms(""))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(res.Replies).To(BeEmpty())
+	g.Expect(res.ReplyError).NotTo(HaveOccurred())
 }
