@@ -32,7 +32,7 @@ func run() error {
 	accountSID := flag.String("account-sid", "", "account SID (generated when empty)")
 	authToken := flag.String("auth-token", "", "auth token, [A-Za-z0-9] only (generated when empty)")
 	numbers := flag.String("numbers", "", "comma-separated E164=VoiceUrl pairs; an empty URL leaves VoiceUrl unset")
-	numbersFile := flag.String("numbers-file", "", "JSON array of numbers: phoneNumber, friendlyName, voiceUrl, voiceMethod, voiceApplicationSid, trunkSid")
+	numbersFile := flag.String("numbers-file", "", "JSON array of numbers: phoneNumber, friendlyName, voiceUrl, voiceMethod, voiceApplicationSid, trunkSid, smsUrl")
 	limit := flag.Int("concurrency-limit", 0, "in-flight requests per account before 429 (0 = unlimited)")
 	latency := flag.Duration("latency", 0, "delay added to every request")
 	flag.Parse()
@@ -78,6 +78,7 @@ type numberSpec struct {
 	VoiceMethod         string `json:"voiceMethod"`
 	VoiceApplicationSID string `json:"voiceApplicationSid"`
 	TrunkSID            string `json:"trunkSid"`
+	SmsURL              string `json:"smsUrl"`
 }
 
 func addNumbersFile(s *twiliosim.Server, accountSID, path string) error {
@@ -91,7 +92,7 @@ func addNumbersFile(s *twiliosim.Server, accountSID, path string) error {
 	}
 	for _, sp := range specs {
 		n := s.AddNumber(twiliosim.Number{AccountSID: accountSID, PhoneNumber: sp.PhoneNumber, FriendlyName: sp.FriendlyName,
-			VoiceURL: sp.VoiceURL, VoiceMethod: sp.VoiceMethod, VoiceApplicationSID: sp.VoiceApplicationSID, TrunkSID: sp.TrunkSID})
+			VoiceURL: sp.VoiceURL, VoiceMethod: sp.VoiceMethod, VoiceApplicationSID: sp.VoiceApplicationSID, TrunkSID: sp.TrunkSID, SmsURL: sp.SmsURL})
 		fmt.Printf("number %s %s voice_url=%q application=%q trunk=%q\n", n.SID, n.PhoneNumber, n.VoiceURL, n.VoiceApplicationSID, n.TrunkSID)
 	}
 	return nil

@@ -16,6 +16,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"net"
@@ -203,13 +204,15 @@ func placeCall(ctx context.Context, env *devenv.Env) (callsim.Result, error) {
 	return res, nil
 }
 
-// sendSMS sends an inbound MMS to the support line the way Twilio does
-// (signed, form-encoded, retried per the URL's connection overrides) and
-// shows the message.received CloudEvent the sink got. The operator does not
-// point numbers' SmsUrl at the webhook server yet, so the demo posts to the
-// webhook server's SMS route directly, with the fragment the operator will set.
+// sendSMS sends an inbound MMS to the support line the way Twilio does: to
+// the SmsUrl the take-over set (spec.messaging: Enabled), signed,
+// form-encoded, retried per the URL's connection overrides. It shows the
+// message.received CloudEvent the sink got and the reply Twilio would send.
 func sendSMS(ctx context.Context, env *devenv.Env, sink *devenv.EventSink) error {
-	smsURL := env.PublicURL + webhookserver.EventsPath + webhookserver.ConnectionOverrides
+	smsURL, _, _, _ := env.Emulator.EffectiveSmsURL("+14155550100")
+	if smsURL == "" {
+		return errors.New("the support line's SMS do not go anywhere: spec.messaging did not take them over")
+	}
 	res, err := callsim.SendSMS(ctx, callsim.SMS{
 		URL: smsURL, AuthToken: devenv.AuthToken, AccountSID: devenv.AccountSID,
 		From: "+15005550006", To: "+14155550100", Body: "Hi! Could you call me back about order 1042?",
@@ -219,9 +222,12 @@ func sendSMS(ctx context.Context, env *devenv.Env, sink *devenv.EventSink) error
 		fmt.Println(env.Tail("webhookserver", 20))
 		return fmt.Errorf("simulated SMS: %w", err)
 	}
-	fmt.Printf("The operator does not set the numbers' SmsUrl yet, so this posts to the webhook server's SMS route\n"+
-		"directly, as Twilio would once it does: %s\n", smsURL)
-	fmt.Printf("  SMS webhook %s: HTTP %d after %d attempt(s), answered %s\n\n", res.MessageSID, res.Status, res.Attempts, strings.TrimSpace(res.Body))
+	fmt.Printf("spec.messaging: Enabled pointed the support line's SmsUrl (it was %s) at\n  %s\n", devenv.OriginalSMSURL, smsURL)
+	fmt.Printf("  SMS webhook %s: HTTP %d after %d attempt(s), answered %s\n", res.MessageSID, res.Status, res.Attempts, strings.TrimSpace(res.Body))
+	for _, r := range res.Replies {
+		fmt.Printf("  Twilio sends the sender the sink's reply: %q\n", r.Body)
+	}
+	fmt.Println()
 	msg, err := sink.Wait(ctx, 10*time.Second, func(e cloudevents.Event) bool {
 		return e.Type() == webhookserver.EventTypeMessageReceived && e.Subject() == res.MessageSID
 	})
@@ -300,7 +306,7 @@ func agentStats(env *devenv.Env) (sampleagent.Stats, error) {
 
 func printTwilio(env *devenv.Env) {
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "NUMBER\tVOICE URL\tMETHOD\tAPPLICATION\tCALLS GO TO")
+	fmt.Fprintln(w, "NUMBER\tVOICE URL\tMETHOD\tAPPLICATION\tCALLS GO TO\tSMS GO TO")
 	for _, n := range devenv.SampleNumbers {
 		tw, _ := env.Emulator.NumberByPhone(n.E164)
 		eff, _, _, _ := env.Emulator.EffectiveVoiceURL(n.E164)
@@ -310,7 +316,8 @@ func printTwilio(env *devenv.Env) {
 		case eff == "":
 			eff = "(nowhere)"
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", n.E164, orDash(tw.VoiceURL), tw.VoiceMethod, orDash(tw.VoiceApplicationSID), eff)
+		sms, _, _, _ := env.Emulator.EffectiveSmsURL(n.E164)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", n.E164, orDash(tw.VoiceURL), tw.VoiceMethod, orDash(tw.VoiceApplicationSID), eff, orDash(sms))
 	}
 	_ = w.Flush()
 }

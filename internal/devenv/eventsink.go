@@ -47,15 +47,37 @@ func StartEventSink() (*EventSink, error) {
 	s := &EventSink{URL: "http://" + ln.Addr().String() + "/", stop: stop, done: make(chan struct{}), received: make(chan struct{})}
 	go func() {
 		defer close(s.done)
-		_ = c.StartReceiver(ctx, func(e cloudevents.Event) {
+		_ = c.StartReceiver(ctx, func(e cloudevents.Event) (*cloudevents.Event, cloudevents.Result) {
 			s.mu.Lock()
 			defer s.mu.Unlock()
 			s.events = append(s.events, e)
 			close(s.received)
 			s.received = make(chan struct{})
+			return s.reply(e), cloudevents.ResultACK
 		})
 	}()
 	return s, nil
+}
+
+// SMSReply is what the sink answers every incoming message with: a
+// message.reply event, which the webhook server turns into the SMS Twilio
+// sends back.
+const SMSReply = "Thanks! An agent will call you back shortly."
+
+// reply answers a message.received event with a message.reply event, as an
+// agent platform's sink might; other events get no answer.
+func (s *EventSink) reply(e cloudevents.Event) *cloudevents.Event {
+	if e.Type() != "io.loquent.twilio.message.received" {
+		return nil
+	}
+	r := cloudevents.NewEvent()
+	r.SetID(e.ID() + "-reply")
+	r.SetSource("/devenv/sink")
+	r.SetType("io.loquent.twilio.message.reply")
+	if err := r.SetData(cloudevents.ApplicationJSON, map[string]string{"body": SMSReply}); err != nil {
+		return nil
+	}
+	return &r
 }
 
 // Events returns the events received so far, in order.

@@ -20,6 +20,8 @@ type SampleNumber struct {
 	Routing func(*twiliosim.Number)
 	// Fallback is the object's spec.fallback (flow-style YAML), or "".
 	Fallback string
+	// Messaging sets spec.messaging: Enabled (its SMS routed too).
+	Messaging bool
 }
 
 // SalesFallbackMessage is what a caller of the sales line hears when its
@@ -29,13 +31,20 @@ const SalesFallbackMessage = "Our assistant is unavailable right now. Please cal
 // OriginalURL is the support line's Voice URL before the takeover.
 const OriginalURL = "https://old-platform.example.com/voice"
 
+// OriginalSMSURL is the support line's SmsUrl before the takeover.
+const OriginalSMSURL = "https://old-platform.example.com/sms"
+
 // SampleNumbers are the emulated customer's numbers: one with a Voice URL
-// called by GET (so an exact restore shows), one with none, one on a TwiML
-// application (which takes precedence over any Voice URL).
+// called by GET (so an exact restore shows) and an SmsUrl, its SMS routed
+// too; one with none; one on a TwiML application (which takes precedence
+// over any Voice URL).
 var SampleNumbers = []SampleNumber{
-	{"support-line", "+14155550100", "Support line", func(n *twiliosim.Number) { n.VoiceURL, n.VoiceMethod = OriginalURL, "GET" }, ""},
-	{"sales-line", "+14155550101", "Sales line", nil, "{action: Say, message: " + `"` + SalesFallbackMessage + `"}`},
-	{"ivr-line", "+14155550102", "IVR line", func(n *twiliosim.Number) { n.VoiceApplicationSID = "APde400000000000000000000000000002" }, ""},
+	{"support-line", "+14155550100", "Support line", func(n *twiliosim.Number) {
+		n.VoiceURL, n.VoiceMethod = OriginalURL, "GET"
+		n.SmsURL = OriginalSMSURL
+	}, "", true},
+	{"sales-line", "+14155550101", "Sales line", nil, "{action: Say, message: " + `"` + SalesFallbackMessage + `"}`, false},
+	{"ivr-line", "+14155550102", "IVR line", func(n *twiliosim.Number) { n.VoiceApplicationSID = "APde400000000000000000000000000002" }, "", false},
 }
 
 // AddSampleNumbers puts SampleNumbers into the emulated account.
@@ -83,6 +92,9 @@ spec:
 		if n.Fallback != "" {
 			fmt.Fprintf(&b, "  fallback: %s\n", n.Fallback)
 		}
+		if n.Messaging {
+			b.WriteString("  messaging: Enabled\n")
+		}
 	}
 	return b.String()
 }
@@ -96,6 +108,7 @@ func sampleNumbersJSON() []byte {
 		VoiceMethod         string `json:"voiceMethod,omitempty"`
 		VoiceApplicationSID string `json:"voiceApplicationSid,omitempty"`
 		TrunkSID            string `json:"trunkSid,omitempty"`
+		SmsURL              string `json:"smsUrl,omitempty"`
 	}
 	specs := make([]spec, 0, len(SampleNumbers))
 	for _, sn := range SampleNumbers {
@@ -103,7 +116,7 @@ func sampleNumbersJSON() []byte {
 		if sn.Routing != nil {
 			sn.Routing(&n)
 		}
-		specs = append(specs, spec{n.PhoneNumber, n.FriendlyName, n.VoiceURL, n.VoiceMethod, n.VoiceApplicationSID, n.TrunkSID})
+		specs = append(specs, spec{n.PhoneNumber, n.FriendlyName, n.VoiceURL, n.VoiceMethod, n.VoiceApplicationSID, n.TrunkSID, n.SmsURL})
 	}
 	data, _ := json.Marshal(specs) // strings only: cannot fail
 	return data

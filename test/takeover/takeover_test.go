@@ -2,6 +2,8 @@ package takeover
 
 import (
 	"context"
+	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -264,26 +266,48 @@ func eventReasons(g Gomega, ns, name string) []string {
 	return out
 }
 
-// TestCallEventsReachTheSink: a number taken over with spec.events.callStatus
-// and a sink gets, through the real webhook server, the recording and the
-// call's completed status as CloudEvents, with Twilio's StatusCallback
-// pointed at the webhook server by the take-over.
+// TestCallEventsReachTheSink: a number taken over with spec.events.callStatus,
+// spec.messaging and a sink gets, through the real webhook server, the
+// recording and the call's completed status as CloudEvents, with Twilio's
+// StatusCallback pointed at the webhook server by the take-over; an SMS sent
+// to the SmsUrl the take-over set arrives as message.received, and the
+// sink's reply event comes back as the TwiML <Message>. The hand-back puts
+// the SMS routing back.
 func TestCallEventsReachTheSink(t *testing.T) {
 	var mu sync.Mutex
 	var types []string
+	var smsBodies []string
 	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		typ := r.Header.Get("Ce-Type")
+		body, _ := io.ReadAll(r.Body)
 		mu.Lock()
-		types = append(types, r.Header.Get("Ce-Type")+" "+r.Header.Get("Ce-Specversion"))
+		types = append(types, typ+" "+r.Header.Get("Ce-Specversion"))
 		mu.Unlock()
-		w.WriteHeader(http.StatusAccepted)
+		if typ != "io.loquent.twilio.message.received" {
+			w.WriteHeader(http.StatusAccepted)
+			return
+		}
+		var msg struct{ Body string }
+		_ = json.Unmarshal(body, &msg)
+		mu.Lock()
+		smsBodies = append(smsBodies, msg.Body)
+		mu.Unlock()
+		w.Header().Set("Ce-Specversion", "1.0")
+		w.Header().Set("Ce-Type", "io.loquent.twilio.message.reply")
+		w.Header().Set("Ce-Source", "/test/sink")
+		w.Header().Set("Ce-Id", r.Header.Get("Ce-Id")+"-reply")
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"body": "Got it: ` + msg.Body + `"}`))
 	}))
 	defer sink.Close()
 	ns := newNamespace(t)
 	createAccount(t, ns)
 	e164 := nextE164()
-	sid := emulator.AddNumber(twiliosim.Number{AccountSID: accountSID, PhoneNumber: e164, VoiceURL: original}).SID
+	const oldSMS = "https://old-platform.example.com/sms"
+	sid := emulator.AddNumber(twiliosim.Number{AccountSID: accountSID, PhoneNumber: e164, VoiceURL: original, SmsURL: oldSMS}).SID
 	createNumber(t, ns, "events", e164, func(n *twiliov1.TwilioPhoneNumber) {
 		n.Spec.Events = &twiliov1.EventsSpec{Sink: &twiliov1.EventSink{URL: sink.URL + "/events"}, CallStatus: true}
+		n.Spec.Messaging = twiliov1.MessagingEnabled
 	})
 	startInstall(t, installOptions{publicURL: publicURL, installID: "prod", namespaces: []string{ns}, preflight: true, publish: true})
 	waitReady(t, ns, "events", metav1.ConditionTrue, twiliov1.ReasonConfigured)
@@ -302,4 +326,27 @@ func TestCallEventsReachTheSink(t *testing.T) {
 		defer mu.Unlock()
 		g.Expect(types).To(ContainElements("io.loquent.twilio.recording.completed 1.0", "io.loquent.twilio.call.completed 1.0"))
 	}, wait, time.Second).Should(Succeed())
+
+	// An SMS, sent where Twilio would send it.
+	smsURL, _, _, _ := emulator.EffectiveSmsURL(e164)
+	g.Expect(smsURL).To(HavePrefix(publicURL+"/twilio/events#"), "the take-over points SmsUrl at the webhook server, with connection overrides")
+	res, err := callsim.SendSMS(t.Context(), callsim.SMS{URL: smsURL, AuthToken: authToken, AccountSID: accountSID,
+		From: "+15005550006", To: e164, Body: "Can you call me back?"})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(res.Status).To(Equal(http.StatusOK))
+	g.Expect(res.Replies).To(HaveLen(1))
+	g.Expect(res.Replies[0].Body).To(Equal("Got it: Can you call me back?"), "the sink's reply is what Twilio sends back")
+	mu.Lock()
+	g.Expect(smsBodies).To(Equal([]string{"Can you call me back?"}))
+	g.Expect(types).To(ContainElement("io.loquent.twilio.message.received 1.0"))
+	mu.Unlock()
+
+	// The hand-back restores the SMS routing too.
+	g.Eventually(func() error {
+		obj := getNumber(g, ns, "events")
+		obj.Spec.VoiceRouting = twiliov1.VoiceRoutingDisabled
+		return k8s.Update(t.Context(), obj)
+	}, wait, tick).Should(Succeed())
+	waitReady(t, ns, "events", metav1.ConditionTrue, twiliov1.ReasonRoutingDisabled)
+	g.Expect(liveNumber(g, sid).SmsURL).To(Equal(oldSMS))
 }
