@@ -225,7 +225,11 @@ func (r *TwilioPhoneNumberReconciler) patchGuard(ctx context.Context, s *numberS
 	base := m.DeepCopy()
 	if saved == nil {
 		delete(m.Annotations, twiliov1.AnnotationSavedRouting)
-		controllerutil.RemoveFinalizer(m, Finalizer)
+		// A number this operator bought keeps the finalizer while its
+		// object lives, so that its deletion policy (Release) is applied.
+		if purchaseOf(r.GuardKey, s.obj) == nil || !s.obj.DeletionTimestamp.IsZero() {
+			controllerutil.RemoveFinalizer(m, Finalizer)
+		}
 	} else {
 		if m.Annotations == nil {
 			m.Annotations = map[string]string{}

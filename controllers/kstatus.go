@@ -16,13 +16,17 @@ import (
 // stalledNumberReasons are the Ready=False reasons of a number that no retry
 // fixes: someone has to act.
 var stalledNumberReasons = map[string]bool{
-	twiliov1.ReasonConflict:           true,
-	twiliov1.ReasonNumberNotFound:     true,
-	twiliov1.ReasonTrunkAttached:      true,
-	twiliov1.ReasonNoAgent:            true,
-	twiliov1.ReasonAgentNotAllowed:    true,
-	twiliov1.ReasonWebhookUnreachable: true,
-	twiliov1.ReasonContested:          true,
+	twiliov1.ReasonConflict:             true,
+	twiliov1.ReasonNumberNotFound:       true,
+	twiliov1.ReasonTrunkAttached:        true,
+	twiliov1.ReasonNoAgent:              true,
+	twiliov1.ReasonAgentNotAllowed:      true,
+	twiliov1.ReasonWebhookUnreachable:   true,
+	twiliov1.ReasonContested:            true,
+	twiliov1.ReasonPurchaseNotAllowed:   true,
+	twiliov1.ReasonPurchaseLimitReached: true,
+	twiliov1.ReasonNumberUnavailable:    true,
+	twiliov1.ReasonPurchaseLost:         true,
 }
 
 // stalledAccountReasons are the Ready=False reasons of an account that no

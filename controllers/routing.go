@@ -294,11 +294,17 @@ func savedAnnotation(key []byte, obj *twiliov1.TwilioPhoneNumber, s twiliov1.Sav
 }
 
 func guardMAC(key []byte, obj *twiliov1.TwilioPhoneNumber, routing []byte) []byte {
+	return objectMAC(key, "twilio.loquent.io/saved-routing/v1", obj, routing)
+}
+
+// objectMAC binds data of the given kind (domain) to obj's namespace, name
+// and number under the operator's guard key.
+func objectMAC(key []byte, domain string, obj *twiliov1.TwilioPhoneNumber, data []byte) []byte {
 	m := hmac.New(sha256.New, key)
-	for _, part := range []string{"twilio.loquent.io/saved-routing/v1", obj.Namespace, obj.Name, obj.Spec.PhoneNumber} {
+	for _, part := range []string{domain, obj.Namespace, obj.Name, obj.Spec.PhoneNumber} {
 		m.Write([]byte(part))
 		m.Write([]byte{0})
 	}
-	m.Write(routing)
+	m.Write(data)
 	return m.Sum(nil)
 }

@@ -220,7 +220,8 @@ func createDeleteOrHolding() builder.Predicates {
 	return builder.WithPredicates(predicate.Funcs{
 		CreateFunc: func(event.CreateEvent) bool { return true },
 		UpdateFunc: func(e event.UpdateEvent) bool {
-			return holdsOriginal(e.ObjectOld.(*twiliov1.TwilioPhoneNumber)) != holdsOriginal(e.ObjectNew.(*twiliov1.TwilioPhoneNumber))
+			o, n := e.ObjectOld.(*twiliov1.TwilioPhoneNumber), e.ObjectNew.(*twiliov1.TwilioPhoneNumber)
+			return holdsOriginal(o) != holdsOriginal(n) || (o.Status.Purchase == nil) != (n.Status.Purchase == nil)
 		},
 		DeleteFunc:  func(event.DeleteEvent) bool { return true },
 		GenericFunc: func(event.GenericEvent) bool { return false },

@@ -282,3 +282,19 @@ func defaultPreflightClient() *http.Client {
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 }
+
+// preflightFailure is the account's last preflight failure at this public
+// URL, "" when it passed or has not run. A purchase (whose number the
+// webhook server cannot route before it exists) waits on it.
+func (r *TwilioPhoneNumberReconciler) preflightFailure(s *numberScope) string {
+	if !r.Preflight {
+		return ""
+	}
+	st := &s.conn.preflight
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.voiceURL == r.VoiceURL && st.failure != "" {
+		return st.failure
+	}
+	return ""
+}

@@ -76,6 +76,12 @@ func (r *TwilioAccountReconciler) reconcileAccount(ctx context.Context, acct *tw
 		return ctrl.Result{}, fmt.Errorf("list TwilioPhoneNumbers of %s: %w", acct.Name, err)
 	}
 	acct.Status.NumbersManaged = int32(len(managed.Items))
+	acct.Status.NumbersPurchased = 0
+	for i := range managed.Items {
+		if managed.Items[i].Status.Purchase != nil {
+			acct.Status.NumbersPurchased++
+		}
+	}
 	if done, err := r.reconcileHandBack(ctx, acct, managed.Items); err != nil || done {
 		return ctrl.Result{}, err
 	}

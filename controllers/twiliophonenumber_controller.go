@@ -67,8 +67,9 @@ type TwilioPhoneNumberReconciler struct {
 	// agent headers (see agentheaders.go).
 	Publisher *credentialsPublisher
 
-	rejected rejections
-	gates    *takeoverGates
+	rejected      rejections
+	gates         *takeoverGates
+	purchaseLocks accountLocks
 }
 
 // numberScope carries what one reconcile learned, shared by its steps.
@@ -156,34 +157,53 @@ func (r *TwilioPhoneNumberReconciler) reconcileNormal(ctx context.Context, s *nu
 	if err != nil {
 		return r.twilioResult(s.obj, err)
 	}
+	if !found && s.obj.Spec.Acquire == twiliov1.AcquirePurchase {
+		return r.ensurePurchased(ctx, s)
+	}
 	if !found {
 		r.markNotFound(s)
 		return r.twilioResult(s.obj, nil)
 	}
+	if done, res, err := r.settleFound(ctx, s); done || err != nil {
+		return res, err
+	}
 	if !s.obj.RoutingEnabled() {
 		return r.ensureRestored(ctx, s)
 	}
+	if res, err, stop := r.checkAnswerable(ctx, s); stop {
+		return res, err
+	}
+	return r.ensureRouted(ctx, s)
+}
+
+// checkAnswerable stops a take-over (stop) whose calls could not reach an
+// agent, or whose account is going: it says why on the object.
+func (r *TwilioPhoneNumberReconciler) checkAnswerable(ctx context.Context, s *numberScope) (res ctrl.Result, err error, stop bool) {
 	if why := handingBack(s.acct); why != "" {
-		return r.markNotAnswerable(s, twiliov1.ReasonAccountNotReady, why)
+		res, err = r.markNotAnswerable(s, twiliov1.ReasonAccountNotReady, why)
+		return res, err, true
 	}
 	if s.obj.Spec.Agent == nil {
-		return r.markNotAnswerable(s, twiliov1.ReasonNoAgent,
+		res, err = r.markNotAnswerable(s, twiliov1.ReasonNoAgent,
 			"spec.agent is not set, so the number is not taken over: every call would hear a goodbye and be hung up on. Add spec.agent.url, or set voiceRouting: Disabled")
+		return res, err, true
 	}
 	if refused := r.agentRefused(s.obj); refused != nil {
-		return r.markNotAnswerable(s, twiliov1.ReasonAgentNotAllowed,
+		res, err = r.markNotAnswerable(s, twiliov1.ReasonAgentNotAllowed,
 			fmt.Sprintf("spec.agent.url is refused by the agent egress policy, so the number is not taken over: %v", refused))
+		return res, err, true
 	}
 	if problem, err := r.agentHeadersProblem(ctx, s.obj); err != nil || problem != "" {
 		if err != nil {
-			return ctrl.Result{}, err
+			return ctrl.Result{}, err, true
 		}
-		return r.markNotAnswerable(s, twiliov1.ReasonAgentNotAllowed, problem)
+		res, err = r.markNotAnswerable(s, twiliov1.ReasonAgentNotAllowed, problem)
+		return res, err, true
 	}
 	if s.obj.Spec.Agent.HeadersSecretRef != nil && r.Publisher != nil && !r.prevCurrent(s, twiliov1.ReasonConfigured, twiliov1.ReasonOriginalUnknown) {
 		r.Publisher.Trigger() // publish this Secret's headers for the webhook server
 	}
-	return r.ensureRouted(ctx, s)
+	return ctrl.Result{}, nil, false
 }
 
 func (r *TwilioPhoneNumberReconciler) reconcileDelete(ctx context.Context, s *numberScope) (ctrl.Result, error) {
@@ -196,6 +216,16 @@ func (r *TwilioPhoneNumberReconciler) reconcileDelete(ctx context.Context, s *nu
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	switch rec := purchaseOf(r.GuardKey, obj); {
+	case rec != nil && obj.Spec.DeletionPolicy != twiliov1.DeletionPolicyOrphan:
+		if done, res, err := r.deletePurchased(ctx, s, rec); done || err != nil {
+			return res, err
+		}
+		saved = guardOf(r.GuardKey, obj) // settling a pending purchase may have saved its original
+	case obj.Spec.DeletionPolicy == twiliov1.DeletionPolicyRelease:
+		r.event(obj, corev1.EventTypeWarning, "ReleaseRefused", "Delete",
+			"deletionPolicy is Release, but this operator did not buy %s, so it never releases it; its original routing is restored instead", obj.Spec.PhoneNumber)
+	}
 	if obj.Spec.DeletionPolicy == twiliov1.DeletionPolicyOrphan || saved == nil {
 		if saved != nil {
 			r.event(obj, corev1.EventTypeNormal, "Orphaned", "Delete", "Left the number routed to the webhook server (deletionPolicy Orphan); the original was %s", describeSaved(*saved))
@@ -207,10 +237,7 @@ func (r *TwilioPhoneNumberReconciler) reconcileDelete(ctx context.Context, s *nu
 		return ctrl.Result{}, err
 	}
 	if !ok {
-		setCondition(&obj.Status.Conditions, obj.Generation, twiliov1.ConditionReady, metav1.ConditionFalse, twiliov1.ReasonRestoreBlocked,
-			fmt.Sprintf("Cannot restore the original routing (%s) while TwilioAccount %q is not Ready; fix the account, or set deletionPolicy: Orphan to delete without restoring",
-				describeSaved(*saved), obj.Spec.AccountRef.Name))
-		return ctrl.Result{}, nil // the account watch requeues this object
+		return r.restoreBlocked(s, "Cannot restore the original routing ("+describeSaved(*saved)+")")
 	}
 	setCondition(&obj.Status.Conditions, obj.Generation, twiliov1.ConditionReady, metav1.ConditionFalse, twiliov1.ReasonProgressing,
 		"Being deleted: restoring the original routing ("+describeSaved(*saved)+") before the object goes")
@@ -228,6 +255,53 @@ func (r *TwilioPhoneNumberReconciler) reconcileDelete(ctx context.Context, s *nu
 		return res, err
 	}
 	return ctrl.Result{}, r.removeFinalizer(ctx, s)
+}
+
+// restoreBlocked reports a deletion waiting for its account.
+func (r *TwilioPhoneNumberReconciler) restoreBlocked(s *numberScope, what string) (ctrl.Result, error) {
+	obj := s.obj
+	setCondition(&obj.Status.Conditions, obj.Generation, twiliov1.ConditionReady, metav1.ConditionFalse, twiliov1.ReasonRestoreBlocked,
+		fmt.Sprintf("%s while TwilioAccount %q is not Ready; fix the account, or set deletionPolicy: Orphan to delete without touching the number",
+			what, obj.Spec.AccountRef.Name))
+	return ctrl.Result{}, nil // the account watch requeues this object
+}
+
+// deletePurchased handles the purchase of an object being deleted: a
+// pending one is settled first; with deletionPolicy Release a bought number
+// is released when the rails allow it (done), else the deletion goes on as
+// Restore.
+func (r *TwilioPhoneNumberReconciler) deletePurchased(ctx context.Context, s *numberScope, rec *purchaseRecord) (done bool, res ctrl.Result, err error) {
+	obj := s.obj
+	ok, err := r.connect(ctx, s)
+	if err != nil {
+		return true, ctrl.Result{}, err
+	}
+	if !ok {
+		res, err = r.restoreBlocked(s, "Cannot settle the purchase of the number")
+		return true, res, err
+	}
+	found := false
+	if !rec.bought() {
+		if found, err = r.settleDeleting(ctx, s); err != nil {
+			res, err = r.twilioResult(obj, err)
+			return true, res, err
+		}
+	} else if found, err = r.observe(ctx, s); err != nil {
+		res, err = r.twilioResult(obj, err)
+		return true, res, err
+	}
+	if !found || obj.Spec.DeletionPolicy != twiliov1.DeletionPolicyRelease {
+		return false, ctrl.Result{}, nil
+	}
+	released, err := r.releaseOnDelete(ctx, s)
+	if err != nil {
+		res, err = r.twilioResult(obj, err)
+		return true, res, err
+	}
+	if !released {
+		return false, ctrl.Result{}, nil
+	}
+	return true, ctrl.Result{}, r.removeFinalizer(ctx, s)
 }
 
 // olderOwner returns the TwilioPhoneNumber that owns the same number ahead of
@@ -381,7 +455,7 @@ func (r *TwilioPhoneNumberReconciler) prevCurrent(s *numberScope, reasons ...str
 func (r *TwilioPhoneNumberReconciler) markNotFound(s *numberScope) {
 	obj := s.obj
 	setCondition(&obj.Status.Conditions, obj.Generation, twiliov1.ConditionReady, metav1.ConditionFalse, twiliov1.ReasonNumberNotFound,
-		fmt.Sprintf("%s is not an incoming phone number of Twilio account %s; the operator never buys numbers: add it to the account or fix spec.phoneNumber",
+		fmt.Sprintf("%s is not an incoming phone number of Twilio account %s: add it to the account, set spec.acquire: Purchase to buy it (if the TwilioAccount allows purchases), or fix spec.phoneNumber",
 			obj.Spec.PhoneNumber, s.conn.AccountSID))
 }
 
@@ -655,6 +729,7 @@ func (r *TwilioPhoneNumberReconciler) patchStatus(ctx context.Context, s *number
 	s.obj.Status.ObservedGeneration = s.obj.Generation
 	s.obj.Status.SavedRouting, s.obj.Status.PreviousVoiceURL = s.base.Status.SavedRouting, s.base.Status.PreviousVoiceURL
 	s.obj.Status.Original = originalSummary(s.obj.Status.SavedRouting)
+	s.obj.Status.Purchase = purchaseStatus(purchaseOf(r.GuardKey, s.obj))
 	r.settleMessaging(s)
 	setKstatus(&s.obj.Status.Conditions, s.obj.Generation, func(ready *metav1.Condition) bool {
 		waitsForAccount := ready.Reason == twiliov1.ReasonAccountNotReady || ready.Reason == twiliov1.ReasonRestoreBlocked

@@ -89,6 +89,19 @@ const (
 	// routing is not (yet) taken over; SMS follow it.
 	ReasonVoiceNotRouted = "VoiceNotRouted"
 
+	// ReasonPurchaseNotAllowed: spec.acquire is Purchase and the number is
+	// not in the account, but the TwilioAccount does not allow purchases.
+	ReasonPurchaseNotAllowed = "PurchaseNotAllowed"
+	// ReasonPurchaseLimitReached: buying the number would put the account
+	// over spec.purchasing.maxNumbers.
+	ReasonPurchaseLimitReached = "PurchaseLimitReached"
+	// ReasonNumberUnavailable: Twilio does not sell the number (bought by
+	// someone else, or never on sale); nothing was bought.
+	ReasonNumberUnavailable = "NumberUnavailable"
+	// ReasonPurchaseLost: this operator bought the number, and it is no longer
+	// in the account; it is never bought again on its own.
+	ReasonPurchaseLost = "PurchaseLost"
+
 	// ReasonSynced: the last Twilio exchange succeeded.
 	ReasonSynced = "Synced"
 	// ReasonTwilioAPIError: Twilio answered with a server error or could not be reached; retried with backoff.
@@ -141,4 +154,8 @@ const (
 	// lost status (a backup restore, a re-created object) cannot lose the
 	// number's original routing. One the operator did not sign proves nothing.
 	AnnotationSavedRouting = "twilio.loquent.io/saved-routing"
+	// AnnotationPurchase holds the operator's purchase record of the number
+	// (status.purchase), signed the same way: written before the create call
+	// that buys it, and the only proof that counts for a release.
+	AnnotationPurchase = "twilio.loquent.io/purchase"
 )

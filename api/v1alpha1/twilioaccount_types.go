@@ -57,6 +57,30 @@ type TwilioAccountSpec struct {
 	// --takeover-per-minute. Hand-backs are never paced.
 	// +optional
 	Takeover *TakeoverPacing `json:"takeover,omitempty"`
+	// Purchasing lets TwilioPhoneNumbers with spec.acquire: Purchase buy
+	// numbers through this account, and (with allowRelease) release the
+	// numbers the operator bought. Unset, nothing is ever bought or released.
+	// +optional
+	Purchasing *PurchasingSpec `json:"purchasing,omitempty"`
+}
+
+// PurchasingSpec are the rails of buying and releasing numbers.
+// +kubebuilder:validation:XValidation:rule="!self.enabled || self.maxNumbers > 0",message="spec.purchasing.maxNumbers must be above 0 when purchases are enabled: it caps how many numbers the operator may buy and hold through this account"
+type PurchasingSpec struct {
+	// Enabled allows purchases.
+	Enabled bool `json:"enabled"`
+	// MaxNumbers caps how many numbers bought by the operator this account
+	// may hold at once (bought and not released, pending purchases
+	// included); a purchase over it waits with PurchaseLimitReached.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100000
+	// +optional
+	MaxNumbers int32 `json:"maxNumbers,omitempty"`
+	// AllowRelease lets deletionPolicy: Release release (delete from the
+	// account, ending its billing) a number the operator bought through
+	// this account. Numbers the operator did not buy are never released.
+	// +optional
+	AllowRelease bool `json:"allowRelease,omitempty"`
 }
 
 // TakeoverPacing is a token bucket: Burst numbers at once, then PerMinute.
@@ -91,6 +115,10 @@ type TwilioAccountStatus struct {
 	// NumbersManaged counts TwilioPhoneNumbers in this namespace that reference this account.
 	// +optional
 	NumbersManaged int32 `json:"numbersManaged"`
+	// NumbersPurchased counts the numbers this operator bought through this
+	// account that it still holds (bought, or being bought, and not released).
+	// +optional
+	NumbersPurchased int32 `json:"numbersPurchased,omitempty"`
 	// ObservedGeneration is the generation last reconciled.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`

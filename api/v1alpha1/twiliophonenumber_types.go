@@ -16,7 +16,7 @@ const (
 )
 
 // DeletionPolicy says what deleting the object does to the number in Twilio.
-// +kubebuilder:validation:Enum=Restore;Orphan
+// +kubebuilder:validation:Enum=Restore;Orphan;Release
 type DeletionPolicy string
 
 const (
@@ -24,6 +24,22 @@ const (
 	DeletionPolicyRestore DeletionPolicy = "Restore"
 	// DeletionPolicyOrphan leaves the number routed as it is.
 	DeletionPolicyOrphan DeletionPolicy = "Orphan"
+	// DeletionPolicyRelease releases the number (deletes it from the
+	// account) when this operator bought it and the TwilioAccount allows
+	// releases (spec.purchasing.allowRelease); otherwise it restores.
+	DeletionPolicyRelease DeletionPolicy = "Release"
+)
+
+// Acquire says how a number comes into the Twilio account.
+// +kubebuilder:validation:Enum=Existing;Purchase
+type Acquire string
+
+const (
+	// AcquireExisting adopts a number that is already in the account.
+	AcquireExisting Acquire = "Existing"
+	// AcquirePurchase buys the number when it is not in the account, with
+	// its routing set in the purchase, if the TwilioAccount allows purchases.
+	AcquirePurchase Acquire = "Purchase"
 )
 
 // Messaging says whether the operator also routes a number's inbound SMS.
@@ -165,6 +181,15 @@ type TwilioPhoneNumberSpec struct {
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="phoneNumber is immutable; create a new TwilioPhoneNumber for another number"
 	PhoneNumber string `json:"phoneNumber"`
 
+	// Acquire Existing (default) takes over a number already in the Twilio
+	// account. Purchase buys it when it is not there, through a TwilioAccount
+	// whose spec.purchasing allows it, with its voice routing set in the
+	// purchase itself; a number that is already in the account is taken
+	// over as usual (and was not bought by the operator).
+	// +kubebuilder:default=Existing
+	// +optional
+	Acquire Acquire `json:"acquire,omitempty"`
+
 	// VoiceRouting Enabled points the number's Voice URL at the webhook server,
 	// saving what it had; Disabled restores what was saved and keeps the object.
 	// +kubebuilder:default=Enabled
@@ -202,7 +227,9 @@ type TwilioPhoneNumberSpec struct {
 	Recording RecordingSpec `json:"recording,omitempty"`
 
 	// DeletionPolicy Restore (default) restores the saved routing when the
-	// object is deleted; Orphan leaves the number as it is.
+	// object is deleted; Orphan leaves the number as it is; Release releases
+	// a number this operator bought when the account allows releases (any
+	// other number is restored instead, and the refusal reported).
 	// +kubebuilder:default=Restore
 	// +optional
 	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
@@ -251,6 +278,24 @@ type SavedRouting struct {
 	SmsApplicationSID string `json:"smsApplicationSid,omitempty"`
 }
 
+// PurchaseStatus is the operator's record of buying a number. The copy that
+// counts is the signed annotation twilio.loquent.io/purchase; this is the
+// copy users read.
+type PurchaseStatus struct {
+	// IntentID names the purchase; the create call puts it in the bought
+	// number's FriendlyName, so that a purchase whose answer was lost is
+	// recognised in the account instead of bought again.
+	IntentID string `json:"intentId"`
+	// RequestedAt is when the intent was recorded, before the create call.
+	RequestedAt metav1.Time `json:"requestedAt"`
+	// PhoneNumberSID is the number bought (PN…); empty while pending.
+	// +optional
+	PhoneNumberSID string `json:"phoneNumberSid,omitempty"`
+	// PurchasedAt is when the operator saw the number bought.
+	// +optional
+	PurchasedAt *metav1.Time `json:"purchasedAt,omitempty"`
+}
+
 // TwilioPhoneNumberStatus is what the operator observed and saved.
 type TwilioPhoneNumberStatus struct {
 	// PhoneNumberSID is the number's IncomingPhoneNumber SID (PN…).
@@ -282,6 +327,11 @@ type TwilioPhoneNumberStatus struct {
 	// SavedRouting is the full original routing, present exactly when PreviousVoiceURL is.
 	// +optional
 	SavedRouting *SavedRouting `json:"savedRouting,omitempty"`
+	// Purchase records this operator's purchase of the number (with
+	// spec.acquire: Purchase): the intent, written before the create call,
+	// then the number bought. Absent for numbers the operator did not buy.
+	// +optional
+	Purchase *PurchaseStatus `json:"purchase,omitempty"`
 	// MessagingServiceSID is the Messaging Service (MG…) whose sender pool
 	// holds the number, when spec.messaging is Enabled and it is in one.
 	// +optional

@@ -39,6 +39,8 @@ const (
 	actTrunkAttached    = twiliov1.ReasonTrunkAttached
 	actContested        = twiliov1.ReasonContested
 	actPreflightFailing = "PreflightFailing"
+	actBuy              = "Buy"
+	actPurchaseRefused  = twiliov1.ReasonPurchaseNotAllowed
 	// actInvalid: the API server would refuse the file's object.
 	actInvalid = "Invalid"
 	// actUnknown: the plan could not be made for the object (exit status 1).
@@ -46,7 +48,7 @@ const (
 )
 
 // actionOrder is the order of the summary.
-var actionOrder = []string{actTakeOver, actAlreadyRouted, actHandBack, actNoChange, actConflict, actAccountNotReady,
+var actionOrder = []string{actBuy, actPurchaseRefused, actTakeOver, actAlreadyRouted, actHandBack, actNoChange, actConflict, actAccountNotReady,
 	actNumberNotFound, actNoAgent, actAgentNotAllowed, actTrunkAttached, actContested, actPreflightFailing, actInvalid, actUnknown}
 
 var e164 = regexp.MustCompile(`^[+][1-9][0-9]{1,14}$`)
@@ -296,8 +298,13 @@ func (p *planner) decide(ctx context.Context, it *planned) {
 	switch {
 	case !found && deleting:
 		set(actNoChange, "being deleted; %s is no longer in Twilio account %s: there is nothing to restore it on", obj.Spec.PhoneNumber, a.obj.Spec.AccountSID)
+	case !found && obj.Spec.Acquire == twiliov1.AcquirePurchase && (a.obj.Spec.Purchasing == nil || !a.obj.Spec.Purchasing.Enabled):
+		set(actPurchaseRefused, "%s is not in Twilio account %s, and TwilioAccount %q does not allow purchases (spec.purchasing.enabled)", obj.Spec.PhoneNumber, a.obj.Spec.AccountSID, a.obj.Name)
+	case !found && obj.Spec.Acquire == twiliov1.AcquirePurchase:
+		set(actBuy, "%s is not in Twilio account %s: it will be bought (a charge), its voice routing set to %s in the purchase, if Twilio sells it and the account holds fewer than %d bought numbers",
+			obj.Spec.PhoneNumber, a.obj.Spec.AccountSID, p.voice.target(), a.obj.Spec.Purchasing.MaxNumbers)
 	case !found:
-		set(actNumberNotFound, "%s is not an incoming phone number of Twilio account %s; the operator never buys numbers", obj.Spec.PhoneNumber, a.obj.Spec.AccountSID)
+		set(actNumberNotFound, "%s is not an incoming phone number of Twilio account %s; set spec.acquire: Purchase to buy it", obj.Spec.PhoneNumber, a.obj.Spec.AccountSID)
 	case deleting:
 		p.handBack(it, live, "being deleted (deletionPolicy Restore): ")
 	case !obj.RoutingEnabled():

@@ -147,3 +147,105 @@ func crashPointScenario(t *testing.T, k int64) (crashed bool) {
 	t.Logf("crash after write %d: %v", k, counts)
 	return counts[afterKubeWrite]+counts[afterTwilioWrite] > 0
 }
+
+// TestEveryCrashPointOfAPurchase buys a number (acquire: Purchase, routing
+// set in the create call) and releases it (deletionPolicy Release), with
+// the manager killed right after its k-th write, for every k. Each run buys
+// the number exactly once and ends with it released.
+func TestEveryCrashPointOfAPurchase(t *testing.T) {
+	const most = 20
+	for k := int64(1); k <= most; k++ {
+		var crashed bool
+		if !t.Run(fmt.Sprintf("crash after write %d", k), func(t *testing.T) { crashed = purchaseCrashScenario(t, k) }) {
+			return
+		}
+		if !crashed {
+			t.Logf("the purchase life cycle takes %d writes: a crash after each one was tried", k-1)
+			return
+		}
+	}
+	t.Fatalf("the purchase life cycle still had writes left after %d crash points", most)
+}
+
+func purchaseCrashScenario(t *testing.T, k int64) (crashed bool) {
+	g := NewWithT(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	accountSID := fmt.Sprintf("AC%032x", 0xb000+k)
+	sim, ns, simURL := newAccount(t, accountSID, "purchase-crash-", 0)
+	e164 := fmt.Sprintf("+1630555%04d", k)
+	sim.AddAvailable(twiliosim.AvailableNumber{PhoneNumber: e164})
+	acctKey := client.ObjectKey{Namespace: ns.Name, Name: "main"}
+	g.Eventually(func() error {
+		acct := &twiliov1.TwilioAccount{}
+		if err := k8s.Get(ctx, acctKey, acct); err != nil {
+			return err
+		}
+		acct.Spec.Purchasing = &twiliov1.PurchasingSpec{Enabled: true, MaxNumbers: 1, AllowRelease: true}
+		return k8s.Update(ctx, acct)
+	}).WithTimeout(10 * time.Second).Should(Succeed())
+	sup := &supervisor{
+		cfg: restCfg, lag: 200 * time.Millisecond, rng: rand.New(rand.NewPCG(uint64(k), 3)), crashAt: k,
+		opts: controllers.Options{VoiceURL: voiceURL, PollInterval: pollPeriod, ConcurrentReconciles: 2, GuardKey: guardKey, AllowedAPIURLs: []string{simURL}},
+	}
+	g.Expect(sup.start(ctx)).To(Succeed())
+	defer func() {
+		cancel()
+		<-sup.finished
+	}()
+	g.Eventually(func(g Gomega) {
+		acct := &twiliov1.TwilioAccount{}
+		g.Expect(k8s.Get(ctx, acctKey, acct)).To(Succeed())
+		g.Expect(meta.IsStatusConditionTrue(acct.Status.Conditions, twiliov1.ConditionReady)).To(BeTrue())
+	}).WithTimeout(30 * time.Second).Should(Succeed())
+
+	key := client.ObjectKey{Namespace: ns.Name, Name: "n"}
+	g.Expect(k8s.Create(ctx, &twiliov1.TwilioPhoneNumber{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "n"},
+		Spec: twiliov1.TwilioPhoneNumberSpec{AccountRef: twiliov1.LocalObjectReference{Name: "main"}, PhoneNumber: e164,
+			Agent: &twiliov1.AgentSpec{URL: "ws://agent.agents.svc:8080/media"}, Acquire: twiliov1.AcquirePurchase,
+			DeletionPolicy: twiliov1.DeletionPolicyRelease},
+	})).To(Succeed())
+	var sid string
+	g.Eventually(func(g Gomega) {
+		obj := &twiliov1.TwilioPhoneNumber{}
+		g.Expect(k8s.Get(ctx, key, obj)).To(Succeed())
+		c := meta.FindStatusCondition(obj.Status.Conditions, twiliov1.ConditionReady)
+		g.Expect(c).NotTo(BeNil())
+		g.Expect(c.Reason).To(Equal(twiliov1.ReasonConfigured), c.Message)
+		g.Expect(obj.Status.Purchase).NotTo(BeNil())
+		g.Expect(obj.Status.PreviousVoiceURL).To(HaveValue(BeEmpty()))
+		sid = obj.Status.Purchase.PhoneNumberSID
+	}).WithTimeout(60 * time.Second).WithPolling(50 * time.Millisecond).Should(Succeed())
+	live, ok := sim.Number(sid)
+	g.Expect(ok).To(BeTrue())
+	g.Expect(live.VoiceURL).To(Equal(voiceURL))
+
+	g.Expect(k8s.Delete(ctx, &twiliov1.TwilioPhoneNumber{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "n"}})).To(Succeed())
+	g.Eventually(func() bool {
+		return apierrors.IsNotFound(k8s.Get(ctx, key, &twiliov1.TwilioPhoneNumber{}))
+	}).WithTimeout(60 * time.Second).Should(BeTrue())
+	_, stillThere := sim.Number(sid)
+	g.Expect(stillThere).To(BeFalse(), "released")
+	processed := 0
+	for _, r := range sim.Requests() {
+		if r.Kind == twiliosim.KindCreateNumber && r.Status > 0 && r.Status < 300 {
+			processed++
+		}
+	}
+	g.Expect(processed).To(Equal(1), "bought exactly once")
+	if testing.Verbose() {
+		sup.mu.Lock()
+		cur := sup.current
+		sup.mu.Unlock()
+		cur.mu.Lock()
+		for i, w := range cur.log {
+			t.Logf("write %d of the last incarnation: %s", i+1, w)
+		}
+		cur.mu.Unlock()
+	}
+	counts := sup.crashCounts()
+	t.Logf("crash after write %d: %v", k, counts)
+	return counts[afterKubeWrite]+counts[afterTwilioWrite] > 0
+}

@@ -102,7 +102,10 @@ func (t *twilioTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return resp, err
 	}
-	if req.Method == http.MethodPost && strings.Contains(req.URL.Path, "/IncomingPhoneNumbers/PN") && resp.StatusCode < 300 {
+	update := req.Method == http.MethodPost && strings.Contains(req.URL.Path, "/IncomingPhoneNumbers/PN")
+	purchase := req.Method == http.MethodPost && strings.HasSuffix(req.URL.Path, "/IncomingPhoneNumbers.json")
+	release := req.Method == http.MethodDelete && strings.Contains(req.URL.Path, "/IncomingPhoneNumbers/PN")
+	if (update || purchase || release) && resp.StatusCode < 300 {
 		if t.inc.wrote(afterTwilioWrite, req) {
 			_ = resp.Body.Close()
 			return nil, errDead
