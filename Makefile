@@ -89,8 +89,15 @@ fuzz: ## Run each webhook server fuzz target (form parser, signature check, Medi
 .PHONY: bench
 bench: envtest ## Run the benchmarks: operator convergence, webhook answers, media bridge (README, Performance).
 	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) go run ./hack/bench/converge
-	go run ./hack/bench/webhook
-	go run ./hack/bench/bridge -calls 100
+	$(MAKE) bench-webhook bench-bridge
+
+.PHONY: bench-webhook
+bench-webhook: envtest ## The voice webhook: the webhookserver binary against a bare handler, under wrk (README, Webhook answers).
+	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) go run ./hack/bench/webhook -connections 32 -duration 10s
+
+.PHONY: bench-bridge
+bench-bridge: envtest ## The media bridge: the webhookserver binary against a minimal relay (README, Media bridge).
+	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) go run ./hack/bench/bridge -calls 200 -duration 10s
 
 DURABILITY_NUMBERS ?= 500
 DURABILITY_SEEDS ?= 1,2,3,4

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"sync"
 	"time"
 
@@ -34,6 +35,12 @@ const (
 	dropClosed       = "closed"
 )
 
+// stallAfter is how long a reader's direct write may block before another
+// goroutine takes over reading its side, so that frames from that side are
+// queued (and media dropped when the queue is full) instead of waiting
+// behind the slow far side.
+const stallAfter = 50 * time.Millisecond
+
 // leg is one side of a bridged call: its connection and the queue of frames
 // waiting to be written to it. The counters count frames headed to this leg.
 type leg struct {
@@ -43,9 +50,17 @@ type leg struct {
 
 	relayed, droppedFull, droppedBinary, droppedClosed prometheus.Counter
 
-	writerDone chan struct{} // closed when the writer has finished
-	closeTimer *time.Timer   // closes conn if the peer does not answer our close frame
+	// stall fires when a direct write to conn has blocked for stallAfter.
+	stall *time.Timer
+	// readSet and writeSet are when conn's read and write deadlines were
+	// last moved (deadlineSlack). readSet belongs to the side's reader (and
+	// its pong handler), writeSet to the holder of the write.
+	readSet, writeSet time.Time
+
 	timerMu    sync.Mutex
+	ping       *time.Timer // pings conn every PingInterval until finished
+	pinging    bool
+	closeTimer *time.Timer // closes conn if the peer does not answer our close frame
 }
 
 func newLeg(name, direction string, conn *websocket.Conn, l Limits, m *Metrics) *leg {
@@ -53,7 +68,6 @@ func newLeg(name, direction string, conn *websocket.Conn, l Limits, m *Metrics) 
 		name:          name,
 		conn:          conn,
 		out:           newFrameQueue(l.QueueFrames, l.QueueBytes, l.ControlReserve),
-		writerDone:    make(chan struct{}),
 		relayed:       m.FramesRelayed.WithLabelValues(direction),
 		droppedFull:   m.FramesDropped.WithLabelValues(direction, dropBackpressure),
 		droppedBinary: m.FramesDropped.WithLabelValues(direction, dropBinary),
@@ -61,21 +75,35 @@ func newLeg(name, direction string, conn *websocket.Conn, l Limits, m *Metrics) 
 	}
 }
 
+// direction is one way through the bridge: frames read from src, written to dst.
+type direction struct {
+	src, dst                    *leg
+	closedOutcome, errorOutcome string
+}
+
 // bridge relays text frames unchanged between the caller's stream (Twilio)
-// and the number's agent, in both directions, through bounded queues.
+// and the number's agent, in both directions.
 //
-// Each side has a reader (pushing into the other side's queue) and a writer
-// (draining its own queue). When a side's reader ends (the peer closed or
-// failed) the other side's queue is closed for input: its writer delivers what
-// is queued (a final "stop" or the agent's last audio), then sends a close
-// frame. A writer that fails closes its connection, which ends that side's
-// reader and so, by the same rule, the other side. Every write has a deadline
-// and every close frame a bounded wait for the peer's reply, so run always
-// returns.
+// Each direction has one reader, which writes every frame to the far side
+// itself while that side keeps up: two goroutines per call (the handler's
+// and one more), one wake-up per frame. A write that blocks for stallAfter
+// (the far side stopped reading) hands the reading over to a new goroutine,
+// which queues frames in the far side's bounded queue, dropping media when
+// it is full and waiting (bounded) with control frames; the blocked writer,
+// once its write returns, drains the queue, then stops, and the direction is
+// back to one goroutine (frameQueue).
+//
+// When a side's reader ends (the peer closed or failed) the other side's
+// input is closed: whoever holds its write delivers what is queued (a final
+// "stop" or the agent's last audio), then sends a close frame. A write that
+// fails closes its connection, which ends that side's reader and so, by the
+// same rule, the other side. Every write has a deadline and every close frame
+// a bounded wait for the peer's reply, so run always returns.
 type bridge struct {
 	twilio, agent *leg
 	limits        Limits
 	log           logr.Logger
+	wg            sync.WaitGroup // readers and writers
 
 	mu      sync.Mutex // guards outcome and the shutdown timer
 	outcome string     // the first reason the call ended
@@ -91,26 +119,26 @@ func newBridge(twilioConn, agentConn *websocket.Conn, l Limits, m *Metrics, log 
 }
 
 // run bridges until both sides are closed and returns the outcome: which
-// side ended the call, or shutdown when ctx ended first.
+// side ended the call, or shutdown when ctx ended first. The caller's
+// goroutine reads Twilio's side.
 func (b *bridge) run(ctx context.Context) string {
-	var wg sync.WaitGroup
-	for _, l := range []*leg{b.twilio, b.agent} {
+	fromTwilio := &direction{src: b.twilio, dst: b.agent, closedOutcome: outcomeCallerClosed, errorOutcome: outcomeCallerError}
+	fromAgent := &direction{src: b.agent, dst: b.twilio, closedOutcome: outcomeAgentClosed, errorOutcome: outcomeAgentError}
+	for _, d := range []*direction{fromTwilio, fromAgent} {
+		l := d.src
 		l.conn.SetPongHandler(func(string) error { return b.extendRead(l) })
 		_ = b.extendRead(l)
-		wg.Add(2)
-		go func() { defer wg.Done(); b.write(l) }()
-		go func() { defer wg.Done(); b.ping(l) }()
+		b.startPing(l)
+		// The dst's stall timer starts a reader of src: dst is written by src's reader only.
+		d.dst.stall = time.AfterFunc(time.Hour, func() { b.takeOver(d) })
+		d.dst.stall.Stop()
 	}
-	wg.Add(2)
-	go func() { defer wg.Done(); b.read(b.twilio, b.agent, outcomeCallerClosed, outcomeCallerError) }()
-	go func() { defer wg.Done(); b.read(b.agent, b.twilio, outcomeAgentClosed, outcomeAgentError) }()
-
 	var force *time.Timer
 	stopWatch := context.AfterFunc(ctx, func() {
 		b.end(outcomeShutdown)
-		b.twilio.out.closeInput()
-		b.agent.out.closeInput()
-		// A writer blocked on a stalled peer must not hold shutdown past CloseTimeout.
+		b.closeInput(b.twilio)
+		b.closeInput(b.agent)
+		// A write blocked on a stalled peer must not hold shutdown past CloseTimeout.
 		b.mu.Lock()
 		force = time.AfterFunc(b.limits.CloseTimeout, func() {
 			_ = b.twilio.conn.Close()
@@ -118,7 +146,10 @@ func (b *bridge) run(ctx context.Context) string {
 		})
 		b.mu.Unlock()
 	})
-	wg.Wait()
+	b.wg.Add(2)
+	go func() { defer b.wg.Done(); b.read(fromAgent) }()
+	func() { defer b.wg.Done(); b.read(fromTwilio) }()
+	b.wg.Wait()
 	stopWatch()
 	b.mu.Lock()
 	if force != nil {
@@ -126,7 +157,8 @@ func (b *bridge) run(ctx context.Context) string {
 	}
 	b.mu.Unlock()
 	for _, l := range []*leg{b.twilio, b.agent} {
-		l.stopCloseTimer()
+		l.stall.Stop()
+		l.stopTimers()
 		_ = l.conn.Close()
 	}
 	return b.result()
@@ -146,40 +178,66 @@ func (b *bridge) result() string {
 	return b.outcome
 }
 
+// deadlineSlack: a deadline is moved only when it was last moved this long
+// ago, and then set this much further out, so that a side sending 50 frames/s
+// costs one timer update per second instead of one per frame. A peer thus
+// gets StreamIdleTimeout (WriteTimeout for a write) plus up to deadlineSlack.
+const deadlineSlack = time.Second
+
+// extendRead pushes l's read deadline StreamIdleTimeout past now (see deadlineSlack).
 func (b *bridge) extendRead(l *leg) error {
-	return l.conn.SetReadDeadline(time.Now().Add(b.limits.StreamIdleTimeout))
+	now := time.Now()
+	if now.Sub(l.readSet) < deadlineSlack {
+		return nil
+	}
+	l.readSet = now
+	return l.conn.SetReadDeadline(now.Add(b.limits.StreamIdleTimeout + deadlineSlack))
 }
 
-// read relays frames from src into dst's queue until src ends.
-func (b *bridge) read(src, dst *leg, closedOutcome, errorOutcome string) {
-	defer dst.out.closeInput()
+// extendWrite gives the next write to l at least WriteTimeout (see deadlineSlack).
+func (b *bridge) extendWrite(l *leg) {
+	now := time.Now()
+	if now.Sub(l.writeSet) < deadlineSlack {
+		return
+	}
+	l.writeSet = now
+	_ = l.conn.SetWriteDeadline(now.Add(b.limits.WriteTimeout + deadlineSlack))
+}
+
+// read relays frames from d.src to d.dst until d.src ends, or until its
+// reading is taken over while it waits on a write (takeOver): it then
+// drains d.dst's queue instead.
+func (b *bridge) read(d *direction) {
+	src, dst := d.src, d.dst
+	buf := make([]byte, 0, readBufferSize)
 	for {
-		typ, data, err := src.conn.ReadMessage()
+		typ, data, err := readFrame(src.conn, buf)
 		if err != nil {
 			if websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived) {
-				b.end(closedOutcome)
+				b.end(d.closedOutcome)
 			} else {
-				b.end(errorOutcome)
+				b.end(d.errorOutcome)
 				b.log.V(1).Info("Stream side ended", "side", src.name, "error", err.Error())
 			}
+			b.closeInput(dst)
 			return
 		}
+		buf = data[:0]
 		_ = b.extendRead(src)
 		if typ != websocket.TextMessage {
 			// Media Streams is JSON text only; Twilio flags binary frames (31950).
 			dst.droppedBinary.Inc()
 			continue
 		}
-		if isMediaFrame(data) {
-			switch err := dst.out.offerMedia(data); {
-			case errors.Is(err, errQueueFull):
-				dst.droppedFull.Inc()
-			case errors.Is(err, errQueueClosed):
-				dst.droppedClosed.Inc()
+		direct, err := dst.out.offer(data, isMediaFrame, b.limits.ControlEnqueueTimeout)
+		switch {
+		case direct:
+			if b.writeDirect(dst, data) {
+				b.drain(dst) // another goroutine reads src now
+				return
 			}
-			continue
-		}
-		switch err := dst.out.pushControl(data, b.limits.ControlEnqueueTimeout); {
+		case errors.Is(err, errQueueFull):
+			dst.droppedFull.Inc()
 		case errors.Is(err, errQueueClosed):
 			dst.droppedClosed.Inc()
 		case err != nil:
@@ -192,27 +250,73 @@ func (b *bridge) read(src, dst *leg, closedOutcome, errorOutcome string) {
 	}
 }
 
-// write drains l's queue into l's connection, then closes it cleanly.
-func (b *bridge) write(l *leg) {
-	defer close(l.writerDone)
+// writeDirect writes a frame the reader claimed the write of. It reports
+// whether the reading was taken over meanwhile (the write was slow).
+func (b *bridge) writeDirect(dst *leg, data []byte) (handedOff bool) {
+	dst.stall.Reset(stallAfter)
+	b.writeFrame(dst, data)
+	dst.stall.Stop()
+	return dst.out.directDone()
+}
+
+// takeOver runs when a direct write to d.dst has blocked for stallAfter: this
+// goroutine becomes d.src's reader, so the blocked writer's side keeps being
+// read (and its frames queued) while it waits.
+func (b *bridge) takeOver(d *direction) {
+	if !d.dst.out.takeOver() {
+		return
+	}
+	// The blocked writer is counted in wg until it returns: Add cannot race Wait.
+	b.wg.Add(1)
+	defer b.wg.Done()
+	b.read(d)
+}
+
+// drain writes what is queued for l, then gives the write up, and closes l
+// when its input was closed meanwhile.
+func (b *bridge) drain(l *leg) {
 	for {
-		data, ok := l.out.pop()
+		data, ok, finish := l.out.next()
 		if !ok {
-			break
-		}
-		_ = l.conn.SetWriteDeadline(time.Now().Add(b.limits.WriteTimeout))
-		if err := l.conn.WriteMessage(websocket.TextMessage, data); err != nil {
-			b.log.V(1).Info("Write to stream side failed", "side", l.name, "error", err.Error())
-			l.out.fail()
-			_ = l.conn.Close()
+			if finish {
+				b.finish(l)
+			}
 			return
 		}
-		l.relayed.Inc()
+		b.writeFrame(l, data)
 	}
+}
+
+// writeFrame writes one frame to l; a failed write fails l for good.
+func (b *bridge) writeFrame(l *leg, data []byte) {
+	b.extendWrite(l)
+	if err := l.conn.WriteMessage(websocket.TextMessage, data); err != nil {
+		b.log.V(1).Info("Write to stream side failed", "side", l.name, "error", err.Error())
+		l.out.fail()
+		_ = l.conn.Close()
+		return
+	}
+	l.relayed.Inc()
+}
+
+// closeInput closes l's input and, when no write to l is in progress, closes l.
+func (b *bridge) closeInput(l *leg) {
+	if l.out.closeInput() {
+		b.finish(l)
+	}
+}
+
+// finish closes l cleanly once everything for it was written: a close
+// frame, then a bounded wait for the peer's answer.
+func (b *bridge) finish(l *leg) {
 	code := websocket.CloseNormalClosure
 	if b.result() == outcomeShutdown {
 		code = websocket.CloseGoingAway
 	}
+	l.timerMu.Lock()
+	l.pinging = false
+	l.ping.Stop()
+	l.timerMu.Unlock()
 	closeFrame(l.conn, code, "", b.limits.WriteTimeout)
 	// Wait (bounded) for the peer to answer the close frame, then drop the connection.
 	l.timerMu.Lock()
@@ -220,27 +324,60 @@ func (b *bridge) write(l *leg) {
 	l.timerMu.Unlock()
 }
 
-func (l *leg) stopCloseTimer() {
+// startPing pings l every PingInterval until it is finished: idle
+// connections stay alive and dead peers are detected (the read deadline is
+// extended by every frame and pong). A timer, not a goroutine per side.
+func (b *bridge) startPing(l *leg) {
 	l.timerMu.Lock()
 	defer l.timerMu.Unlock()
+	l.pinging = true
+	l.ping = time.AfterFunc(b.limits.PingInterval, func() {
+		if l.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(b.limits.WriteTimeout)) != nil {
+			return
+		}
+		l.timerMu.Lock()
+		defer l.timerMu.Unlock()
+		if l.pinging {
+			l.ping.Reset(b.limits.PingInterval)
+		}
+	})
+}
+
+func (l *leg) stopTimers() {
+	l.timerMu.Lock()
+	defer l.timerMu.Unlock()
+	l.pinging = false
+	if l.ping != nil {
+		l.ping.Stop()
+	}
 	if l.closeTimer != nil {
 		l.closeTimer.Stop()
 	}
 }
 
-// ping keeps idle connections alive and detects dead peers (the read
-// deadline is extended by every frame and pong).
-func (b *bridge) ping(l *leg) {
-	t := time.NewTicker(b.limits.PingInterval)
-	defer t.Stop()
+// readBufferSize is where each reader's frame buffer starts; Media Streams
+// frames are ~400 bytes. It grows for larger frames (up to MaxMessageBytes).
+const readBufferSize = 1024
+
+// readFrame reads the next message into buf's storage (growing it when the
+// message does not fit): no allocation per frame.
+func readFrame(c *websocket.Conn, buf []byte) (int, []byte, error) {
+	typ, r, err := c.NextReader()
+	if err != nil {
+		return 0, nil, err
+	}
+	buf = buf[:0]
 	for {
-		select {
-		case <-l.writerDone:
-			return
-		case <-t.C:
-			if err := l.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(b.limits.WriteTimeout)); err != nil {
-				return
-			}
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if errors.Is(err, io.EOF) {
+			return typ, buf, nil
+		}
+		if err != nil {
+			return 0, nil, err
 		}
 	}
 }

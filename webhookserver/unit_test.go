@@ -162,60 +162,6 @@ func TestLoadStreamTokenKeys(t *testing.T) {
 	g.Expect(err).To(MatchError(ContainSubstring("read stream token secret")))
 }
 
-func TestFrameQueue(t *testing.T) {
-	g := NewWithT(t)
-	q := newFrameQueue(3, 1000, 2)
-	g.Expect(q.offerMedia([]byte("m1"))).To(Succeed())
-	g.Expect(q.pushControl([]byte("c1"), time.Second)).To(Succeed())
-	g.Expect(q.offerMedia([]byte("m2"))).To(Succeed())
-	g.Expect(q.offerMedia([]byte("m3"))).To(MatchError(errQueueFull), "media share full")
-	g.Expect(q.pushControl([]byte("c2"), time.Second)).To(Succeed(), "control uses the reserve")
-	g.Expect(q.pushControl([]byte("c3"), time.Second)).To(Succeed())
-	g.Expect(q.pushControl([]byte("c4"), time.Millisecond)).To(MatchError(errQueueStuck), "reserve full too")
-	length, high, capacity := q.stats()
-	g.Expect([]int{length, high, capacity}).To(Equal([]int{5, 5, 5}))
-
-	// FIFO, control frames included.
-	for _, want := range []string{"m1", "c1", "m2", "c2", "c3"} {
-		b, ok := q.pop()
-		g.Expect(ok).To(BeTrue())
-		g.Expect(string(b)).To(Equal(want))
-	}
-	// Byte bound.
-	g.Expect(q.offerMedia(make([]byte, 1001))).To(MatchError(errQueueFull))
-
-	// A blocked control push proceeds once the consumer takes a frame.
-	for i := 0; i < 5; i++ {
-		g.Expect(q.pushControl([]byte("x"), time.Second)).To(Succeed())
-	}
-	pushed := make(chan error, 1)
-	go func() { pushed <- q.pushControl([]byte("late"), time.Minute) }()
-	_, _ = q.pop()
-	g.Eventually(pushed).Should(Receive(BeNil()))
-
-	// closeInput: drain, then done; fail: everything released.
-	q.closeInput()
-	n := 0
-	for {
-		if _, ok := q.pop(); !ok {
-			break
-		}
-		n++
-	}
-	g.Expect(n).To(Equal(5))
-	g.Expect(q.offerMedia([]byte("m"))).To(MatchError(errQueueClosed))
-
-	q2 := newFrameQueue(1, 100, 1)
-	g.Expect(q2.pushControl([]byte("a"), time.Second)).To(Succeed())
-	g.Expect(q2.pushControl([]byte("b"), time.Second)).To(Succeed())
-	blocked := make(chan error, 1)
-	go func() { blocked <- q2.pushControl([]byte("c"), time.Minute) }()
-	q2.fail()
-	g.Eventually(blocked).Should(Receive(MatchError(errQueueClosed)))
-	_, ok := q2.pop()
-	g.Expect(ok).To(BeFalse())
-}
-
 func TestIsMediaFrame(t *testing.T) {
 	g := NewWithT(t)
 	cases := map[string]bool{

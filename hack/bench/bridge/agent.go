@@ -12,10 +12,10 @@ import (
 	"github.com/gorilla/websocket"
 )
 
-// agent is an echo-less Media Streams agent on a loopback listener: per
-// stream it reads connected and start, then sends its own timestamped media
-// at 50 frames/s toward the caller while timing the caller's frames. Both the
-// direct callers and the bridge connect to it.
+// agent is an echo Media Streams agent on a loopback listener: per stream it
+// reads connected and start, then sends every media frame it receives back
+// as it came, so the caller times the round trip. The relay and the bridge
+// both connect to it.
 type agent struct {
 	url   string
 	phase atomic.Pointer[phase]
@@ -45,34 +45,46 @@ func startAgent() (*agent, error) {
 	return a, nil
 }
 
+// serve echoes the media of one stream until it closes.
 func (a *agent) serve(p *phase, conn *websocket.Conn) {
-	streamSID, err := readStart(conn)
-	if err != nil {
+	if err := readStart(conn); err != nil {
 		p.fail(fmt.Errorf("agent: %w", err))
 		return
 	}
 	p.agentConns.Add(1)
-	fw := newFrameWriter()
-	sending := make(chan struct{})
-	go func() {
-		defer close(sending)
-		p.pace(conn, agentToCaller, func(_ int, at int64, measured bool) []byte { return fw.agent(streamSID, at, measured) })
-	}()
-	if err := p.receive(conn, callerToAgent); !normalClose(err) {
-		p.fail(fmt.Errorf("agent read: %w", err))
-		_ = conn.Close() // end the sender too
+	buf := make([]byte, 0, 1024)
+	for {
+		_ = conn.SetReadDeadline(time.Now().Add(readIdle))
+		msg, err := readMessage(conn, buf)
+		if err != nil {
+			if !normalClose(err) {
+				p.fail(fmt.Errorf("agent read: %w", err))
+			}
+			return
+		}
+		buf = msg[:0]
+		if _, measured, ok := sentAt(msg); ok {
+			p.dirs[callerToAgent].received.Add(1)
+			_ = conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+			if err := conn.WriteMessage(websocket.TextMessage, msg); err != nil {
+				p.fail(fmt.Errorf("agent echo: %w", err))
+				return
+			}
+			p.dirs[agentToCaller].sent.Add(1)
+			if measured {
+				p.dirs[agentToCaller].measuredSent.Add(1)
+			}
+		}
 	}
-	<-sending
 }
 
-// readStart reads the opening messages (connected, then start) and returns
-// the stream SID.
-func readStart(conn *websocket.Conn) (string, error) {
+// readStart reads the opening messages (connected, then start).
+func readStart(conn *websocket.Conn) error {
 	_ = conn.SetReadDeadline(time.Now().Add(readIdle))
 	for range 2 {
 		_, data, err := conn.ReadMessage()
 		if err != nil {
-			return "", err
+			return err
 		}
 		var m struct {
 			Event string `json:"event"`
@@ -81,11 +93,11 @@ func readStart(conn *websocket.Conn) (string, error) {
 			} `json:"start"`
 		}
 		if err := json.Unmarshal(data, &m); err != nil {
-			return "", err
+			return err
 		}
 		if m.Event == "start" && m.Start.StreamSID != "" {
-			return m.Start.StreamSID, nil
+			return nil
 		}
 	}
-	return "", errors.New("no start message")
+	return errors.New("no start message")
 }

@@ -18,21 +18,16 @@ import (
 	"github.com/loquent/twilio-voice-operator/webhookserver"
 )
 
-// callers opens calls the way Twilio does: for the bridge, the signed voice
-// webhook, then the stream URL and parameters of its TwiML, a signed upgrade
-// and connected + start; directly, the same opening straight to the agent.
+// callers opens calls the way Twilio does. Through the bridge: the signed
+// voice webhook, then the stream URL and parameters of its TwiML, a signed
+// upgrade and connected + start. Through the relay: the same opening straight
+// to the relay, which passes everything on to the agent.
 type callers struct {
-	bridgeAddr string // "" for direct calls
-	agentURL   string
-	client     *http.Client
-	dialer     *websocket.Dialer
-}
-
-func (c *callers) name() string {
-	if c.bridgeAddr == "" {
-		return "direct"
-	}
-	return "bridged"
+	name     string // "relay" or "bridge"
+	addr     string // the server's host:port
+	viaTwiML bool   // the bridge: answer the call first, dial the stream its TwiML names
+	client   *http.Client
+	dialer   *websocket.Dialer
 }
 
 var callSeq atomic.Int64
@@ -54,7 +49,7 @@ func (c *callers) answer(callSID, to string) (string, map[string]string, error) 
 		"AccountSid": {accountSID}, "CallSid": {callSID}, "From": {"+15550000001"}, "To": {to},
 		"CallStatus": {"ringing"}, "Direction": {"inbound"}, "ApiVersion": {"2010-04-01"},
 	}
-	req, err := http.NewRequest(http.MethodPost, "http://"+c.bridgeAddr+webhookserver.VoicePath, strings.NewReader(form.Encode()))
+	req, err := http.NewRequest(http.MethodPost, "http://"+c.addr+webhookserver.VoicePath, strings.NewReader(form.Encode()))
 	if err != nil {
 		return "", nil, err
 	}
@@ -87,8 +82,8 @@ func (c *callers) answer(callSID, to string) (string, map[string]string, error) 
 func (c *callers) dial(i int) (*websocket.Conn, string, error) {
 	callSID := fmt.Sprintf("CA%032x", callSeq.Add(1))
 	streamSID := "MZ" + callSID[2:]
-	target, params, hdr := c.agentURL, map[string]string{"from": "+15550000001", "to": number(i)}, http.Header{}
-	if c.bridgeAddr != "" {
+	target, params, hdr := "ws://"+c.addr+"/media", map[string]string{"from": "+15550000001", "to": number(i)}, http.Header{}
+	if c.viaTwiML {
 		streamURL, p, err := c.answer(callSID, number(i))
 		if err != nil {
 			return nil, "", err
@@ -97,7 +92,7 @@ func (c *callers) dial(i int) (*websocket.Conn, string, error) {
 		if err != nil {
 			return nil, "", err
 		}
-		target, params = "ws://"+c.bridgeAddr+u.RequestURI(), p
+		target, params = "ws://"+c.addr+u.RequestURI(), p
 		hdr.Set(callsim.SignatureHeader, callsim.Sign(authToken, streamURL, nil))
 	}
 	conn, resp, err := c.dialer.Dial(target, hdr)
@@ -125,8 +120,9 @@ func (c *callers) dial(i int) (*websocket.Conn, string, error) {
 	return conn, streamSID, nil
 }
 
-// run plays call i until the phase hangs up: paced media out, timed media in,
-// then stop and a close frame, and the wait for the far side's close.
+// run plays call i until the phase hangs up: paced media out, the echoes
+// timed in, then stop and a close frame, and the wait for the far side's
+// close.
 func (c *callers) run(p *phase, conn *websocket.Conn, streamSID string) {
 	defer p.wg.Done()
 	defer func() { _ = conn.Close() }()
@@ -137,7 +133,7 @@ func (c *callers) run(p *phase, conn *websocket.Conn, streamSID string) {
 		p.pace(conn, callerToAgent, func(seq int, at int64, measured bool) []byte { return fw.caller(streamSID, seq, at, measured) })
 	}()
 	reading := make(chan error, 1)
-	go func() { reading <- p.receive(conn, agentToCaller) }()
+	go func() { reading <- p.receive(conn, agentToCaller) }() // round trips
 	select {
 	case err := <-reading:
 		p.fail(fmt.Errorf("caller: stream ended before hang-up: %w", err))

@@ -62,17 +62,6 @@ func (w *frameWriter) caller(streamSID string, seq int, sentAt int64, measured b
 	return o
 }
 
-// agent returns an agent's media message toward the caller of streamSID.
-func (w *frameWriter) agent(streamSID string, sentAt int64, measured bool) []byte {
-	o := append(w.out[:0], `{"event":"media","streamSid":"`...)
-	o = append(o, streamSID...)
-	o = append(o, `","media":{"payload":"`...)
-	o = append(o, w.payload(sentAt, measured)...)
-	o = append(o, `"}}`...)
-	w.out = o
-	return o
-}
-
 var (
 	mediaPrefix = []byte(`{"event":"media"`)
 	payloadKey  = []byte(`"payload":"`)

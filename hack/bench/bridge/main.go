@@ -1,61 +1,72 @@
-// Command bridge measures the webhook server's media bridge: N concurrent
-// calls, each sending 50 frames/s of 160-byte µ-law (base64 in Media Streams
-// JSON) both ways, through the real server (signed voice webhook, signed
-// upgrade, start with the per-call token, loopback listener) to an echo-less
-// agent, against the same calls connected directly to the same agent. It
-// prints the one-way latency of each direction, the latency the bridge adds,
-// CPU per call-second, heap per call, dropped frames and the frame rate
-// actually achieved.
+// Command bridge measures the webhook server's media bridge against a
+// minimal relay. N concurrent calls each send 50 frames/s of 160-byte µ-law
+// (base64 in Media Streams JSON) to an echo agent, which sends each frame
+// back: 50 frames/s each way through the server. The calls go through the
+// real webhookserver binary (built here, run as its own process against a
+// throwaway control plane, envtest: signed voice webhook, stream token,
+// signed upgrade, loopback) and, for comparison, through a minimal relay in
+// a child process (this program: reads a message on one side, writes it on
+// the other). Both sets are live at once and take turns sending. It prints
+// the round-trip latency, the server process's CPU per relayed frame and its
+// memory per call, and the ratios of the bridge to the relay.
 //
-//	go run ./hack/bench/bridge -calls 1000 -duration 10s
+//	go run ./hack/bench/bridge -calls 200 -duration 10s
+//	go run ./hack/bench/bridge -calls 200,400,600   (one size after another)
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"net/http"
 	"os"
 	"runtime"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/loquent/twilio-voice-operator/hack/bench/internal/cpu"
+	"github.com/loquent/twilio-voice-operator/hack/bench/internal/realserver"
 )
 
 type options struct {
-	calls     int
+	sizes     []int
 	duration  time.Duration
 	settle    time.Duration
 	setupConc int
 	rounds    int
-	cpuProf   string
-	memProf   string
-	separate  bool
-	child     bool
+	child     string
 	agentURL  string
 }
 
 func main() {
 	var o options
-	flag.IntVar(&o.calls, "calls", 1000, "concurrent calls")
-	flag.DurationVar(&o.duration, "duration", 10*time.Second, "measured time for each of direct and bridged (they alternate, see -rounds)")
-	flag.DurationVar(&o.settle, "settle", time.Second, "unmeasured traffic after each set of calls is up, before its heap is taken")
-	flag.IntVar(&o.rounds, "rounds", 5, "direct and bridged take turns this many times, -duration/rounds each")
+	var calls string
+	flag.StringVar(&calls, "calls", "200", "concurrent calls; a comma-separated list runs each size in turn")
+	flag.DurationVar(&o.duration, "duration", 10*time.Second, "measured time for each of relay and bridge (they alternate, see -rounds)")
+	flag.DurationVar(&o.settle, "settle", 2*time.Second, "unmeasured traffic after each set of calls is up, before its memory is taken")
+	flag.IntVar(&o.rounds, "rounds", 5, "relay and bridge take turns this many times, -duration/rounds each")
 	flag.IntVar(&o.setupConc, "setup-concurrency", 32, "calls set up at a time")
-	flag.StringVar(&o.cpuProf, "cpuprofile", "", "write a CPU profile of the measured time (both sets) to this file")
-	flag.StringVar(&o.memProf, "memprofile", "", "write a heap profile (every allocation sampled, which slows the run) taken while the bridged calls are live to this file")
-	flag.BoolVar(&o.separate, "server-process", false, "run the webhook server in a child process (its own Go runtime; CPU and heap are then summed over both processes)")
-	flag.BoolVar(&o.child, "child-server", false, "internal: be the child server of -server-process")
-	flag.StringVar(&o.agentURL, "agent-url", "", "internal: the agent URL of -child-server")
+	flag.StringVar(&o.child, "child", "", `internal: run as the "relay" child`)
+	flag.StringVar(&o.agentURL, "agent-url", "", "internal: the agent URL of -child relay")
 	flag.Parse()
-	if o.memProf != "" {
-		runtime.MemProfileRate = 1 // every allocation, so the profile adds up per call (slow)
-	}
-	if o.child {
-		if err := runChild(o.calls, o.agentURL); err != nil {
-			fmt.Fprintln(os.Stderr, "bridge bench child server:", err)
+	if o.child != "" {
+		if err := runRelay(o.agentURL); err != nil {
+			fmt.Fprintln(os.Stderr, "bridge bench relay:", err)
 			os.Exit(1)
 		}
 		return
+	}
+	for _, f := range strings.Split(calls, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			fmt.Fprintf(os.Stderr, "bridge bench: -calls %q: want positive numbers\n", calls)
+			os.Exit(2)
+		}
+		o.sizes = append(o.sizes, n)
 	}
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "bridge bench:", err)
@@ -64,47 +75,51 @@ func main() {
 }
 
 func run(o options) error {
-	if o.calls <= 0 || o.duration <= 0 || o.settle < 0 || o.setupConc <= 0 || o.rounds <= 0 {
-		return fmt.Errorf("-calls, -duration, -rounds and -setup-concurrency must be positive")
+	if o.duration <= 0 || o.settle < 0 || o.setupConc <= 0 || o.rounds <= 0 {
+		return fmt.Errorf("-duration, -rounds and -setup-concurrency must be positive")
 	}
-	requested := o.calls
-	calls, limit, err := fitCalls(o.calls)
+	most := slices.Max(o.sizes)
+	fit, limit, err := fitCalls(most)
 	if err != nil {
 		return fmt.Errorf("read RLIMIT_NOFILE: %w", err)
 	}
-	if calls < o.calls {
-		fmt.Printf("NOTE: RLIMIT_NOFILE is %d and cannot be raised to %d; running %d calls instead of %d\n",
-			limit, o.calls*fdsPerCall+fdReserve, calls, o.calls)
-		o.calls = calls
-	}
-	if o.calls == 0 {
-		return fmt.Errorf("no file descriptors for any call (RLIMIT_NOFILE %d)", limit)
+	if fit < most {
+		return fmt.Errorf("RLIMIT_NOFILE is %d: room for %d calls, not %d", limit, fit, most)
 	}
 	a, err := startAgent()
 	if err != nil {
 		return err
 	}
-	var srv bridge
-	where := "in this process"
-	if o.separate {
-		srv, err = startChildServer(o.calls, a.url)
-		where = "in a child process"
-	} else {
-		srv, err = startBridgeServer(o.calls, a.url)
-	}
+	relay, err := startRelay(a.url)
 	if err != nil {
 		return err
 	}
-	defer srv.stop()
-	fmt.Printf("bridge bench: %d calls, 50 frames/s each way (160-byte µ-law, base64 in Media Streams JSON), %s measured per set in %d alternating slices, server %s, GOMAXPROCS %d, RLIMIT_NOFILE %d, loopback\n\n",
-		o.calls, o.duration, o.rounds, where, runtime.GOMAXPROCS(0), limit)
+	defer relay.stop()
+	fmt.Fprintln(os.Stderr, "starting the control plane and the webhookserver binary…")
+	real, err := realserver.Start(context.Background(), realserver.Options{Root: realserver.Root(), Numbers: most, AgentURL: a.url})
+	if err != nil {
+		return err
+	}
+	defer real.Stop()
 
 	dialer := &websocket.Dialer{HandshakeTimeout: 10 * time.Second}
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: o.setupConc}}
-	res := measure(o, a, srv, []*callers{
-		{agentURL: a.url, dialer: dialer},
-		{bridgeAddr: srv.address(), client: client, dialer: dialer},
-	})
-	report(os.Stdout, requested, res[0], res[1])
+	sets := []*callers{
+		{name: "relay", addr: relay.addr, dialer: dialer},
+		{name: "bridge", addr: real.Addr, viaTwiML: true, client: client, dialer: dialer},
+	}
+	targets := []target{
+		{name: "relay", pid: relay.cmd.Process.Pid, metricsURL: relay.metricsURL},
+		{name: "bridge", pid: real.Pid, metricsURL: real.MetricsURL},
+	}
+	for _, n := range o.sizes {
+		fmt.Printf("bridge bench: %d calls, 50 frames/s each way to an echo agent (160-byte µ-law, base64 in Media Streams JSON), %s measured per server in %d alternating slices; "+
+			"relay and webhookserver in their own processes, %d cores, loopback\n\n", n, o.duration, o.rounds, runtime.NumCPU())
+		res := measure(o, n, a, sets, targets)
+		report(os.Stdout, n, res[0], res[1])
+		fmt.Println()
+	}
 	return nil
 }
+
+func machine() (busy, total uint64) { return cpu.Machine() }

@@ -1,100 +1,73 @@
 package main
 
 import (
-	"fmt"
-	"os"
-	"runtime/pprof"
 	"time"
-
-	"github.com/loquent/twilio-voice-operator/hack/bench/internal/cpu"
 )
 
 // leadIn is the unmeasured start of each slice: the set's senders restart.
 const leadIn = 200 * time.Millisecond
 
-// result is one set of calls, measured.
+// result is one set of calls through one server, measured.
 type result struct {
-	p             *phase
-	calls         int
-	agentConns    int64
-	setup         time.Duration
-	window        time.Duration // measured time, all slices
-	cpu           time.Duration // CPU during the measured time (this process, and the server's if separate)
-	machineBusy   uint64        // whole-machine busy ticks during the measured time
-	machineTotal  uint64        // whole-machine ticks during the measured time
-	heap, stack   int64         // per live call, with its traffic flowing
-	slowDrains    int           // slices after which frames were still in flight 2 s later
-	drained       bool          // every frame sent was received before hang-up
-	ended         bool          // every connection ended in time
-	serverDropped map[string]float64
+	name        string
+	p           *phase
+	calls       int
+	agentConns  int64
+	setup       time.Duration
+	window      time.Duration // measured time, all slices
+	serverCPU   time.Duration // the server process's CPU during the measured time
+	memPerCall  int64         // the server's heap + stack per live call, traffic flowing
+	sliceP99    []time.Duration
+	slowDrains  int  // slices after which frames were still in flight 2 s later
+	drained     bool // every frame sent was received before hang-up
+	ended       bool // every connection ended in time
+	relayed     float64
+	dropped     float64
+	machineBusy uint64
+	machineAll  uint64
 }
 
-func (r result) windowFrames() int64 {
+// relayedFrames are the frames the server relayed while measured: each
+// caller frame once toward the agent and once back as its echo.
+func (r result) relayedFrames() int64 {
 	return r.p.dirs[callerToAgent].measuredSent.Load() + r.p.dirs[agentToCaller].measuredSent.Load()
 }
 
-// measure holds every set of calls live at once and measures them in turn:
-// each set is set up and warmed (settle) alone, and its heap taken with its
-// traffic flowing and the earlier sets parked; then the sets take turns in
-// o.rounds slices of the measured time, so that noise from other processes
-// falls on all of them alike; then every call hangs up. Every step is
-// bounded in time.
-func measure(o options, a *agent, srv bridge, sets []*callers) []result {
+// measure holds both sets of n calls live at once and measures them in turn:
+// each set is set up and warmed (settle) alone, and its server's memory
+// taken with its traffic flowing and the other set parked; then the sets
+// take turns in o.rounds slices of the measured time, so that noise from
+// other processes falls on both alike; then every call hangs up. Every step
+// is bounded in time.
+func measure(o options, n int, a *agent, sets []*callers, targets []target) []result {
 	budget := 5*time.Minute + 2*(o.settle+o.duration)
 	res := make([]result, len(sets))
-	dropped0 := srv.stats(false).Dropped
-	// Memory and CPU count the server's process too when it is not this one.
-	memNow := func() memory {
-		m, s := measureMemory(), srv.stats(true)
-		return memory{heap: m.heap + s.Heap, stack: m.stack + s.Stack}
-	}
-	cpuNow := func() time.Duration { return cpu.Process() + srv.stats(false).CPU }
-	prev := memNow()
 	for i, c := range sets {
-		p := newPhase(c.name(), budget)
+		t := targets[i]
+		relayed0, dropped0 := t.counters()
+		before := t.memory(time.Second)
+		p := newPhase(c.name, budget)
 		a.phase.Store(p)
 		began := time.Now()
-		res[i] = result{p: p, calls: c.open(p, o.calls, o.setupConc)}
+		res[i] = result{name: c.name, p: p, calls: c.open(p, n, o.setupConc)}
 		res[i].setup = time.Since(began)
+		res[i].relayed, res[i].dropped = -relayed0, -dropped0
 		p.setActive(true)
 		time.Sleep(o.settle)
-		mem := memNow()
-		if c.bridgeAddr != "" {
-			writeProfile("heap", o.memProf)
-		}
+		live := t.memory(2 * time.Second)
 		if res[i].calls > 0 {
-			res[i].heap = (int64(mem.heap) - int64(prev.heap)) / int64(res[i].calls)
-			res[i].stack = (int64(mem.stack) - int64(prev.stack)) / int64(res[i].calls)
+			res[i].memPerCall = (live - before) / int64(res[i].calls)
 		}
-		prev = mem
 		p.setActive(false)
 		p.drained(2 * time.Second)
 	}
 
-	stopProfile := profileCPU(o.cpuProf)
 	slice := o.duration / time.Duration(o.rounds)
 	for range o.rounds {
 		for i := range res {
-			r := &res[i]
-			r.p.setActive(true)
-			time.Sleep(leadIn)
-			busy0, total0 := cpu.Machine()
-			cpu0, t0 := cpuNow(), time.Now()
-			r.p.measuring.Store(true)
-			time.Sleep(slice)
-			r.p.measuring.Store(false)
-			r.cpu += cpuNow() - cpu0
-			busy1, total1 := cpu.Machine()
-			r.machineBusy += busy1 - busy0
-			r.machineTotal += total1 - total0
-			r.window += time.Since(t0)
-			r.p.setActive(false)
-			if !r.p.drained(2 * time.Second) {
-				r.slowDrains++
-			}
+			measureSlice(&res[i], targets[i], slice)
 		}
 	}
-	stopProfile()
 
 	for i := range res {
 		res[i].agentConns = res[i].p.agentConns.Load()
@@ -106,46 +79,33 @@ func measure(o options, a *agent, srv bridge, sets []*callers) []result {
 	}
 	for i := range res {
 		res[i].ended = res[i].p.waitAll(30 * time.Second)
-	}
-	for i, c := range sets {
-		if c.bridgeAddr == "" {
-			continue
-		}
-		res[i].serverDropped = srv.stats(false).Dropped
-		for k, v := range dropped0 {
-			res[i].serverDropped[k] -= v
-		}
+		relayed, dropped := targets[i].counters()
+		res[i].relayed += relayed
+		res[i].dropped += dropped
 	}
 	return res
 }
 
-// profileCPU starts a CPU profile into path, if set; the returned function
-// stops it.
-func profileCPU(path string) func() {
-	if path == "" {
-		return func() {}
+// measureSlice lets r's callers send for one slice and measures it.
+func measureSlice(r *result, t target, slice time.Duration) {
+	r.p.setActive(true)
+	time.Sleep(leadIn)
+	h := &hist{}
+	r.p.dirs[agentToCaller].sliceLat.Store(h)
+	busy0, all0 := machine()
+	cpu0, t0 := t.cpu(), time.Now()
+	r.p.measuring.Store(true)
+	time.Sleep(slice)
+	r.p.measuring.Store(false)
+	r.serverCPU += t.cpu() - cpu0
+	r.window += time.Since(t0)
+	busy1, all1 := machine()
+	r.machineBusy += busy1 - busy0
+	r.machineAll += all1 - all0
+	r.p.setActive(false)
+	if !r.p.drained(2 * time.Second) {
+		r.slowDrains++
 	}
-	f, err := os.Create(path)
-	if err == nil {
-		err = pprof.StartCPUProfile(f)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "cpu profile:", err)
-		return func() {}
-	}
-	return func() { pprof.StopCPUProfile(); _ = f.Close() }
-}
-
-func writeProfile(name, path string) {
-	if path == "" {
-		return
-	}
-	f, err := os.Create(path)
-	if err == nil {
-		err = pprof.Lookup(name).WriteTo(f, 0)
-		_ = f.Close()
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, name, "profile:", err)
-	}
+	r.p.dirs[agentToCaller].sliceLat.Store(nil)
+	r.sliceP99 = append(r.sliceP99, h.quantile(0.99))
 }

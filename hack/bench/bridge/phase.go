@@ -25,8 +25,9 @@ const (
 
 type direction struct {
 	sent, received atomic.Int64
-	measuredSent   atomic.Int64 // sent while measuring
-	lat            hist         // frames sent while measuring
+	measuredSent   atomic.Int64         // sent while measuring
+	lat            hist                 // frames sent while measuring
+	sliceLat       atomic.Pointer[hist] // the same, of the current slice only
 }
 
 // phase is one set of calls (direct or bridged): the counters every caller
@@ -165,6 +166,9 @@ func (p *phase) receive(conn *websocket.Conn, d int) error {
 		p.dirs[d].received.Add(1)
 		if measured {
 			p.dirs[d].lat.record(at - ts)
+			if h := p.dirs[d].sliceLat.Load(); h != nil {
+				h.record(at - ts)
+			}
 		}
 	}
 }

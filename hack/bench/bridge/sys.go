@@ -1,14 +1,14 @@
 package main
 
 import (
-	"runtime"
 	"syscall"
 )
 
-// fdsPerCall: each call is held twice at once, directly (caller socket and
-// the agent's accepted socket) and bridged (caller socket, the server's
-// accepted socket and its socket to the agent, the agent's accepted socket).
-const fdsPerCall = 2 + 4
+// fdsPerCall: each call is held twice at once, through the relay and
+// through the bridge, and this process holds both ends of each: the
+// caller's socket and the agent's accepted socket. The servers' own sockets
+// are in their processes (which inherit the raised limit).
+const fdsPerCall = 2 * 2
 
 // fdReserve is kept for listeners, the voice webhook's connections and the runtime.
 const fdReserve = 256
@@ -32,15 +32,4 @@ func fitCalls(calls int) (int, uint64, error) {
 		return calls, lim.Cur, nil
 	}
 	return max(int(lim.Cur)-fdReserve, 0) / fdsPerCall, lim.Cur, nil
-}
-
-// memory is HeapInuse and StackInuse after a full collection.
-type memory struct{ heap, stack uint64 }
-
-func measureMemory() memory {
-	runtime.GC()
-	runtime.GC() // the second cycle frees what the first one's finalizers released
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return memory{heap: ms.HeapInuse, stack: ms.StackInuse}
 }

@@ -1,46 +1,64 @@
 // Command webhook measures the voice webhook (POST /twilio/voice: body limit,
 // form parse, X-Twilio-Signature check with twilio-go, routing lookup, stream
-// token and TwiML rendering) against a bare net/http handler that returns
-// constant TwiML, in the same process, over loopback, with the same load
-// generator: C keep-alive workers sending signed POSTs (a new CallSid each)
-// for a fixed time, bounded by a request count. It prints throughput and
-// latency for both and the ratios to the bare handler.
+// token and TwiML rendering) the way a production load would see it: the real
+// webhookserver binary, built here and run as its own process against a
+// throwaway control plane (envtest) routing -numbers numbers, under an
+// external load generator, wrk, over loopback. For comparison it runs a bare
+// net/http handler answering constant TwiML (this program, re-executed as a
+// child process) under the same load; the two take turns in -rounds rounds.
 //
-//	go run ./hack/bench/webhook -workers 64 -duration 5s
+// wrk sends signed POSTs, each with its own CallSid, from a Lua script that
+// cycles through -bodies bodies signed here (internal/twiliosig) before the
+// run. It prints throughput, latency and CPU per request of both servers and
+// the ratios to the bare handler. -cpuprofile also runs the server code
+// (webhookserver.New with a static table of the same routes) in a child
+// process under wrk with pprof on, and writes that profile.
+//
+//	go run ./hack/bench/webhook -connections 32 -duration 10s
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
-	"net/http"
 	"os"
-	"runtime"
-	"runtime/pprof"
+	"os/exec"
 	"time"
+
+	"github.com/loquent/twilio-voice-operator/hack/bench/internal/realserver"
 )
 
 type options struct {
-	workers     int
+	connections int
+	threads     int
 	duration    time.Duration
 	warmup      time.Duration
-	maxRequests int
-	numbers     int
-	logMode     string
 	rounds      int
+	numbers     int
+	bodies      int
 	cpuProfile  string
+	child       string
 }
 
 func main() {
 	var o options
-	flag.IntVar(&o.workers, "workers", 64, "concurrent client workers (each with its own keep-alive connection)")
-	flag.DurationVar(&o.duration, "duration", 5*time.Second, "measured load per server")
-	flag.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured load per server before measuring")
-	flag.IntVar(&o.maxRequests, "max-requests", 2_000_000, "cap on measured requests per server (the run stops at whichever of -duration and this comes first)")
-	flag.IntVar(&o.numbers, "numbers", 1000, "routed numbers in the static routing table (requests cycle through them)")
-	flag.StringVar(&o.logMode, "log", "prod", `webhook server logger: "prod" (controller-runtime zap production JSON with sampling, to io.Discard) or "none" (logr.Discard)`)
-	flag.IntVar(&o.rounds, "rounds", 5, "alternate the servers this many times, -duration/rounds each, and merge (evens out noise from other processes)")
-	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the measured load (both servers) to this file")
+	flag.IntVar(&o.connections, "connections", 32, "wrk keep-alive connections")
+	flag.IntVar(&o.threads, "threads", 2, "wrk threads")
+	flag.DurationVar(&o.duration, "duration", 10*time.Second, "measured load per server, split over -rounds")
+	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured load per server before measuring")
+	flag.IntVar(&o.rounds, "rounds", 5, "the servers take turns this many times, -duration/rounds each")
+	flag.IntVar(&o.numbers, "numbers", 1000, "routed numbers (requests cycle through them)")
+	flag.IntVar(&o.bodies, "bodies", 20000, "distinct signed request bodies (CallSids) wrk cycles through")
+	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "also profile the server code under the same load (in a child process) and write the CPU profile here")
+	flag.StringVar(&o.child, "child", "", `internal: run as the "bare" or "profile" child server`)
 	flag.Parse()
+	if o.child != "" {
+		if err := runChild(o); err != nil {
+			fmt.Fprintln(os.Stderr, "webhook bench child:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "webhook bench:", err)
 		os.Exit(1)
@@ -48,58 +66,101 @@ func main() {
 }
 
 func run(o options) error {
-	if o.workers <= 0 || o.duration <= 0 || o.maxRequests <= 0 || o.numbers <= 0 || o.rounds <= 0 {
-		return fmt.Errorf("-workers, -duration, -max-requests, -numbers and -rounds must be positive")
+	if o.connections <= 0 || o.threads <= 0 || o.duration <= 0 || o.numbers <= 0 || o.rounds <= 0 || o.bodies <= 0 {
+		return fmt.Errorf("-connections, -threads, -duration, -numbers, -rounds and -bodies must be positive")
 	}
-	ws, err := startWebhookServer(o.numbers, o.logMode)
+	wrk, err := findWrk()
 	if err != nil {
 		return err
 	}
-	defer ws.stop()
-	bare, err := startBareServer(o.numbers)
+	dir, err := os.MkdirTemp("", "bench-webhook-")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = os.RemoveAll(dir) }()
+	script, err := writeScript(dir, o.bodies, o.numbers)
+	if err != nil {
+		return err
+	}
+
+	fmt.Fprintln(os.Stderr, "starting the control plane and the webhookserver binary…")
+	real, err := realserver.Start(context.Background(), realserver.Options{
+		Root: realserver.Root(), Numbers: o.numbers, AgentURL: agentURL, Record: true,
+	})
+	if err != nil {
+		return err
+	}
+	defer real.Stop()
+	bare, err := startChild("bare", o.numbers)
 	if err != nil {
 		return err
 	}
 	defer bare.stop()
 
-	fmt.Printf("webhook bench: %d workers × %s per server in %d alternating rounds (warm-up %s each, cap %d requests each), GOMAXPROCS %d, logger %q, loopback\n\n",
-		o.workers, o.duration, o.rounds, o.warmup, o.maxRequests, runtime.GOMAXPROCS(0), o.logMode)
-	targets := []target{bare.target, ws.target}
-	clients := make([]*http.Client, len(targets))
-	for i, t := range targets {
-		clients[i] = newClient(o.workers)
-		defer clients[i].CloseIdleConnections()
-		if o.warmup > 0 {
-			runLoad(t, clients[i], o.workers, o.warmup, o.maxRequests)
+	servers := []*server{
+		{name: "bare net/http", addr: bare.addr, pid: bare.pid()},
+		{name: "webhookserver", addr: real.Addr, pid: real.Pid, metricsURL: real.MetricsURL},
+	}
+	for _, s := range servers {
+		if err := checkAnswers(s, o.numbers); err != nil {
+			return err
 		}
 	}
-	stopProfile, err := startProfile(o.cpuProfile)
-	if err != nil {
-		return err
+	fmt.Printf("webhook bench: wrk -t%d -c%d, %s per server in %d alternating rounds (warm-up %s each), %d numbers, %d signed bodies, GOMAXPROCS of the servers: default (%d cores), loopback\n\n",
+		o.threads, o.connections, o.duration, o.rounds, o.warmup, o.numbers, o.bodies, numCPU())
+	for _, s := range servers {
+		if _, err := runWrk(wrk, script, s, o, o.warmup); err != nil {
+			return err
+		}
 	}
-	results := make([]result, len(targets))
 	slice := o.duration / time.Duration(o.rounds)
 	for range o.rounds {
-		for i, t := range targets {
-			runtime.GC()
-			results[i] = results[i].merge(runLoad(t, clients[i], o.workers, slice, o.maxRequests-results[i].ok-results[i].errors))
+		for _, s := range servers {
+			r, err := measureRound(wrk, script, s, o, slice)
+			if err != nil {
+				return err
+			}
+			s.rounds = append(s.rounds, r)
 		}
 	}
-	stopProfile()
-	printTable(os.Stdout, results)
+	printTable(os.Stdout, servers)
+	if o.cpuProfile != "" {
+		return profile(wrk, script, o)
+	}
 	return nil
 }
 
-func startProfile(path string) (func(), error) {
-	if path == "" {
-		return func() {}, nil
+// findWrk returns wrk's path, installing Debian's package when it is missing
+// (the bench runs as root on the project's build machines).
+func findWrk() (string, error) {
+	if p, err := exec.LookPath("wrk"); err == nil {
+		return p, nil
 	}
-	f, err := os.Create(path)
+	fmt.Fprintln(os.Stderr, "wrk not found; apt-get install -y wrk")
+	cmd := exec.Command("apt-get", "install", "-y", "wrk")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("install wrk (apt-get install -y wrk): %w", err)
+	}
+	return exec.LookPath("wrk")
+}
+
+// profile runs the server code in a child process with pprof on, under the
+// same load for -duration, and writes its CPU profile to o.cpuProfile.
+func profile(wrk, script string, o options) error {
+	c, err := startChild("profile", o.numbers, "-cpuprofile", o.cpuProfile)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		return nil, err
+	s := &server{name: "profiled", addr: c.addr, pid: c.pid()}
+	if err := checkAnswers(s, o.numbers); err != nil {
+		c.stop()
+		return err
 	}
-	return func() { pprof.StopCPUProfile(); _ = f.Close() }, nil
+	_, err = runWrk(wrk, script, s, o, o.duration)
+	c.stop()
+	if err == nil {
+		fmt.Printf("\nCPU profile of the server code under the same load: %s (go tool pprof -top %s)\n", o.cpuProfile, o.cpuProfile)
+	}
+	return err
 }

@@ -1,28 +1,31 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"strings"
 	"time"
 
-	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"github.com/loquent/twilio-voice-operator/hack/bench/internal/realserver"
 	"github.com/loquent/twilio-voice-operator/webhookserver"
 )
 
-const (
-	publicURL  = "https://voice.bench.test"
-	accountSID = "AC0000000000000000000000000000be"
-	authToken  = "bench-auth-token-0123456789abcdef"
-	agentURL   = "ws://127.0.0.1:9/media" // never dialled: the voice webhook only names it
-)
+// agentURL is every number's agent: never dialled, the voice webhook only names it.
+const agentURL = "ws://127.0.0.1:9/media"
 
 // bareTwiML is what the bare handler answers: about the size of the real
 // answer (a <Connect><Stream> with three parameters).
@@ -30,109 +33,147 @@ const bareTwiML = `<?xml version="1.0" encoding="UTF-8"?><Response><Connect><Str
 	`<Parameter name="from" value="+15550000001"/><Parameter name="to" value="+14155550000"/>` +
 	`<Parameter name="token" value="v1.1700000000.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"/></Stream></Connect></Response>`
 
-// target is one server under load: where to send, and what its answer must contain.
-type target struct {
-	name    string
-	url     string // http://127.0.0.1:PORT/twilio/voice
-	numbers int    // requests call number(i % numbers)
+func numCPU() int { return runtime.NumCPU() }
+
+// server is one server under load and its measured rounds.
+type server struct {
+	name       string
+	addr       string
+	pid        int
+	metricsURL string // the real binary's; "" for the bare handler
+	rounds     []round
 }
 
-type running struct {
-	target
-	stop func()
+// runChild is this program as a child server: it prints its address, then
+// serves until its stdin closes.
+func runChild(o options) error {
+	var h http.Handler
+	stopProfile := func() {}
+	switch o.child {
+	case "bare":
+		h = bareHandler()
+	case "profile":
+		srv, err := staticServer(o.numbers)
+		if err != nil {
+			return err
+		}
+		h = srv.Handler()
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		stopProfile = func() { pprof.StopCPUProfile(); _ = f.Close() }
+	default:
+		return fmt.Errorf("unknown -child %q", o.child)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	fmt.Println(ln.Addr().String())
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	stopProfile()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return srv.Shutdown(ctx)
 }
 
-// number returns the i-th routed E.164 number.
-func number(i int) string { return fmt.Sprintf("+1415%07d", i) }
+// bareHandler drains the body and answers constant TwiML: the floor for the
+// voice webhook.
+func bareHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "text/xml; charset=utf-8")
+		_, _ = io.WriteString(w, bareTwiML)
+	})
+}
 
-// staticRoutes routes n numbers of one account to one agent: the webhook
-// server's RouteSource without the cluster.
-func staticRoutes(n int) *webhookserver.StaticRoutes {
+// staticServer is the webhook server's code with a static table of the
+// routes the real binary gets from the cluster, and its production logger
+// (discarded): what -cpuprofile profiles. Its Handler is served by a plain
+// http.Server, so the profile leaves out Serve's connection accounting.
+func staticServer(n int) (*webhookserver.Server, error) {
 	routes := make([]webhookserver.Route, 0, n)
 	for i := range n {
 		routes = append(routes, webhookserver.Route{
-			Number: number(i), Object: types.NamespacedName{Namespace: "bench", Name: fmt.Sprintf("n%d", i)},
-			AccountSID: accountSID, AgentURL: agentURL, Record: true, Enabled: true,
+			Number: realserver.Number(i), Object: types.NamespacedName{Namespace: "bench", Name: fmt.Sprintf("n%d", i)},
+			AccountSID: realserver.AccountSID, AgentURL: agentURL, Record: true, Enabled: true,
 		})
-	}
-	return webhookserver.NewStaticRoutes(routes, map[string]string{accountSID: authToken})
-}
-
-func logger(mode string) (logr.Logger, error) {
-	switch mode {
-	case "prod":
-		return zap.New(zap.WriteTo(io.Discard)), nil
-	case "none":
-		return logr.Discard(), nil
-	}
-	return logr.Logger{}, fmt.Errorf(`-log must be "prod" or "none", not %q`, mode)
-}
-
-// startWebhookServer runs the real webhook server (New + Serve) on a
-// loopback listener with a static routing table of n numbers.
-func startWebhookServer(n int, logMode string) (*running, error) {
-	log, err := logger(logMode)
-	if err != nil {
-		return nil, err
 	}
 	metrics, err := webhookserver.NewMetrics(prometheus.NewRegistry())
 	if err != nil {
 		return nil, err
 	}
-	srv, err := webhookserver.New(webhookserver.Options{
-		PublicURL: publicURL,
-		Routes:    staticRoutes(n),
+	return webhookserver.New(webhookserver.Options{
+		PublicURL: realserver.PublicURL,
+		Routes:    webhookserver.NewStaticRoutes(routes, map[string]string{realserver.AccountSID: realserver.AuthToken}),
 		TokenKeys: [][]byte{[]byte("bench-stream-token-key-0123456789abcdef")},
 		Metrics:   metrics,
-		Log:       log,
+		Log:       zap.New(zap.WriteTo(io.Discard)),
 	})
-	if err != nil {
-		return nil, err
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	return &running{
-		target: target{name: "webhookserver", url: "http://" + ln.Addr().String() + webhookserver.VoicePath, numbers: n},
-		stop: func() {
-			cancel()
-			if err := <-done; err != nil {
-				fmt.Println("webhook server:", err)
-			}
-		},
-	}, nil
 }
 
-// startBareServer runs a bare net/http handler that drains the body and
-// answers constant TwiML: the floor for the voice webhook.
-func startBareServer(n int) (*running, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+// child is this program running as a child server.
+type child struct {
+	addr  string
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+}
+
+func (c *child) pid() int { return c.cmd.Process.Pid }
+
+func startChild(kind string, numbers int, extra ...string) (*child, error) {
+	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
-	srv := &http.Server{
-		ReadHeaderTimeout: 5 * time.Second,
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			_, _ = io.Copy(io.Discard, r.Body)
-			w.Header().Set("Content-Type", "text/xml; charset=utf-8")
-			_, _ = io.WriteString(w, bareTwiML)
-		}),
+	args := append([]string{"-child", kind, "-numbers", strconv.Itoa(numbers)}, extra...)
+	cmd := exec.Command(exe, args...) // #nosec G204 -- this very program
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
 	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	return &running{
-		target: target{name: "bare net/http", url: "http://" + ln.Addr().String() + webhookserver.VoicePath, numbers: n},
-		stop: func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			_ = srv.Shutdown(ctx)
-			if err := <-done; err != nil && !errors.Is(err, http.ErrServerClosed) {
-				fmt.Println("bare server:", err)
-			}
-		},
-	}, nil
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	c := &child{cmd: cmd, stdin: stdin}
+	line := make(chan string, 1)
+	go func() {
+		l, _ := bufio.NewReader(stdout).ReadString('\n')
+		line <- strings.TrimSpace(l)
+		_, _ = io.Copy(io.Discard, stdout)
+	}()
+	select {
+	case l := <-line:
+		if l != "" {
+			c.addr = l
+			return c, nil
+		}
+	case <-time.After(30 * time.Second):
+	}
+	c.stop()
+	return nil, errors.New("child server did not report its address")
+}
+
+// stop closes the child's stdin and waits (bounded) for it to exit.
+func (c *child) stop() {
+	_ = c.stdin.Close()
+	done := make(chan struct{})
+	go func() { _ = c.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		_ = c.cmd.Process.Kill()
+		<-done
+	}
 }
