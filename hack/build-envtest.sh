@@ -17,10 +17,13 @@ mkdir -p "$out"
 # builds do), so version checks such as a Helm chart's kubeVersion see a real
 # version. An older build without the stamp is rebuilt; with a warm Go cache
 # that is a relink.
-if [[ -x "$out/kube-apiserver" ]] && ! "$out/kube-apiserver" --version | grep -qx "Kubernetes v$KUBE_VERSION"; then
+# The version is read into a variable first: with pipefail, `grep -q`
+# exiting at its first match could fail the pipeline (SIGPIPE to the binary)
+# and delete a current binary.
+if [[ -x "$out/kube-apiserver" ]] && ! grep -qx "Kubernetes v$KUBE_VERSION" <<<"$("$out/kube-apiserver" --version 2>/dev/null || true)"; then
   rm -f "$out/kube-apiserver"
 fi
-if [[ -x "$out/kubectl" ]] && ! "$out/kubectl" version --client | grep -qx "Client Version: v$KUBE_VERSION"; then
+if [[ -x "$out/kubectl" ]] && ! grep -qx "Client Version: v$KUBE_VERSION" <<<"$("$out/kubectl" version --client 2>/dev/null || true)"; then
   rm -f "$out/kubectl"
 fi
 if [[ -x "$out/kube-apiserver" && -x "$out/kubectl" && -x "$out/etcd" ]]; then
