@@ -144,6 +144,10 @@ func run(ctx context.Context, bin string, stay bool) error {
 		return err
 	}
 
+	if err := buyNumber(ctx, env); err != nil {
+		return err
+	}
+
 	if stay {
 		fmt.Printf("\nEverything is still running. In another shell:\n\n")
 		fmt.Printf("  export KUBECONFIG=%s\n", env.Kubeconfig)
@@ -159,12 +163,51 @@ func run(ctx context.Context, bin string, stay bool) error {
 		ctx = context.Background()
 	}
 
-	section("kubectl delete twiliophonenumbers --all  (deletionPolicy Restore)")
+	section("kubectl delete twiliophonenumbers --all  (Restore; the bought new-line: Release)")
 	if err := show(env.Kubectl(ctx, "delete", "twiliophonenumbers", "--all", "--wait", "--timeout=60s")); err != nil {
 		return err
 	}
 	section("Twilio after delete: the originals are back")
 	printTwilio(env)
+	if _, owned := env.Emulator.NumberByPhone(devenv.PurchaseNumber); !owned {
+		fmt.Printf("%s (bought by the operator, deletionPolicy Release): released, no longer in the account\n", devenv.PurchaseNumber)
+	}
+	return nil
+}
+
+// buyNumber lists numbers on sale, applies a TwilioPhoneNumber that buys
+// one (acquire: Purchase) and shows it bought with its routing set in the
+// purchase.
+func buyNumber(ctx context.Context, env *devenv.Env) error {
+	section("kubectl twilio available --account acme --area-code 415  (numbers on sale; buys nothing)")
+	if err := show(env.Kubectl(ctx, "twilio", "available", "--account", "acme", "--area-code", "415", "--limit", "3")); err != nil {
+		return err
+	}
+	file := filepath.Join(env.Dir, "new-line.yaml")
+	if err := os.WriteFile(file, []byte(env.PurchaseYAML()), 0o600); err != nil {
+		return err
+	}
+	section("kubectl apply -f new-line.yaml  (acquire: Purchase; the account allows 1 purchase)")
+	fmt.Print(env.PurchaseYAML())
+	if err := show(env.Kubectl(ctx, "apply", "-f", file)); err != nil {
+		return err
+	}
+	if err := show(env.Kubectl(ctx, "wait", "--for=condition=Ready", "twiliophonenumber/new-line", "--timeout=60s")); err != nil {
+		fmt.Println(env.Tail("manager", 30))
+		return err
+	}
+	if err := show(env.Kubectl(ctx, "get", "twiliophonenumber", "new-line", "-o",
+		"custom-columns=NAME:.metadata.name,NUMBER:.spec.phoneNumber,REASON:.status.conditions[?(@.type=='Ready')].reason,PREVIOUS:.status.original,BOUGHT:.status.purchase.phoneNumberSid")); err != nil {
+		return err
+	}
+	if err := show(env.Kubectl(ctx, "get", "events", "--field-selector", "reason=Purchased", "-o", "custom-columns=OBJECT:.involvedObject.name,MESSAGE:.message")); err != nil {
+		return err
+	}
+	n, ok := env.Emulator.NumberByPhone(devenv.PurchaseNumber)
+	if !ok {
+		return fmt.Errorf("%s is not in the account after the purchase", devenv.PurchaseNumber)
+	}
+	fmt.Printf("In Twilio: %s %s, VoiceUrl %s (set in the purchase)\n", n.PhoneNumber, n.SID, n.VoiceURL)
 	return nil
 }
 

@@ -47,7 +47,8 @@ var SampleNumbers = []SampleNumber{
 	{"ivr-line", "+14155550102", "IVR line", func(n *twiliosim.Number) { n.VoiceApplicationSID = "APde400000000000000000000000000002" }, "", false},
 }
 
-// AddSampleNumbers puts SampleNumbers into the emulated account.
+// AddSampleNumbers puts SampleNumbers into the emulated account, and a few
+// San Francisco numbers (PurchaseNumber among them) on sale.
 func (e *Env) AddSampleNumbers() {
 	for _, n := range SampleNumbers {
 		tw := e.Emulator.AddNumber(twiliosim.Number{AccountSID: AccountSID, PhoneNumber: n.E164, FriendlyName: n.FriendlyName})
@@ -55,12 +56,33 @@ func (e *Env) AddSampleNumbers() {
 			e.Emulator.UpdateNumber(tw.SID, n.Routing)
 		}
 	}
+	e.Emulator.AddAvailable(twiliosim.AvailableNumber{PhoneNumber: PurchaseNumber, Locality: "San Francisco", Region: "CA", PostalCode: "94105"})
+	e.Emulator.SeedAvailable("US", 4)
+}
+
+// PurchaseNumber is the number on sale that PurchaseYAML buys.
+const PurchaseNumber = "+14155550142"
+
+// PurchaseYAML is a TwilioPhoneNumber that buys PurchaseNumber through the
+// sample account (which allows one purchase and releases), routed to the
+// sample agent, and released when deleted.
+func (e *Env) PurchaseYAML() string {
+	return fmt.Sprintf(`apiVersion: twilio.loquent.io/v1alpha1
+kind: TwilioPhoneNumber
+metadata: {name: new-line, namespace: default}
+spec:
+  accountRef: {name: acme}
+  phoneNumber: "%s"
+  acquire: Purchase
+  deletionPolicy: Release
+  agent: {url: "%s"}
+`, PurchaseNumber, e.AgentURL)
 }
 
 // SampleYAML is what a platform team would apply: the credentials Secret, the
-// TwilioAccount (pointed at the emulator; with Options.EventSinkURL as its
-// events sink when set) and one TwilioPhoneNumber per sample number, each
-// routed to the sample agent.
+// TwilioAccount (pointed at the emulator, allowing one purchase; with
+// Options.EventSinkURL as its events sink when set) and one
+// TwilioPhoneNumber per sample number, each routed to the sample agent.
 func (e *Env) SampleYAML() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `apiVersion: v1
@@ -75,6 +97,7 @@ spec:
   accountSid: %s
   credentialsSecretRef: {name: acme-twilio}
   apiURL: %s
+  purchasing: {enabled: true, maxNumbers: 1, allowRelease: true}
 `, AuthToken, AccountSID, e.EmulatorURL)
 	if e.opts.EventSinkURL != "" {
 		fmt.Fprintf(&b, "  events: {sink: {url: %q}}\n", e.opts.EventSinkURL)
