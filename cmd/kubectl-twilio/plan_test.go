@@ -70,6 +70,7 @@ func TestPlanShowsWhatTheOperatorWouldDo(t *testing.T) {
 	number(t, ns, "nocreds", "+14155550210", account("nocreds"), nil)
 	number(t, ns, "suspended", "+14155550211", account("suspended"), nil)
 	number(t, ns, "application", "+14155550218", nil, nil)
+	number(t, ns, "buy", "+14155550298", func(s *twiliov1.TwilioPhoneNumberSpec) { s.Acquire = twiliov1.AcquirePurchase }, nil)
 
 	before := snapshot(g, ns)
 	sim.ResetRequests()
@@ -79,7 +80,7 @@ func TestPlanShowsWhatTheOperatorWouldDo(t *testing.T) {
 	g.Expect(out).To(HavePrefix("Voice URL: " + ourVoiceURL + " (from --public-url and --install-id)\n"))
 
 	rows, summary := parsePlan(g, out)
-	g.Expect(rows).To(HaveLen(16))
+	g.Expect(rows).To(HaveLen(17))
 	expect := func(name, phone, action string, detail ...string) {
 		t.Helper()
 		r, ok := rows[ns+"/"+name]
@@ -104,10 +105,11 @@ func TestPlanShowsWhatTheOperatorWouldDo(t *testing.T) {
 	expect("unreachable", "+14155550209", "PreflightFailing", "WebhookUnreachable", "502 Bad Gateway")
 	expect("refused", "+14155550219", "AgentNotAllowed", "egress policy")
 	expect("notfound", "+14155550299", "NumberNotFound", "not an incoming phone number of Twilio account "+planSID)
+	expect("buy", "+14155550298", "PurchaseNotAllowed", "does not allow purchases (spec.purchasing.enabled)")
 	expect("nocreds", "+14155550210", "AccountNotReady", "Secret "+ns+"/missing")
 	expect("suspended", "+14155550211", "AccountNotReady", `TwilioAccount "suspended" is not Ready (InvalidCredentials`)
-	g.Expect(summary).To(Equal("Plan: 4 TakeOver, 1 AlreadyRouted, 1 HandBack, 1 NoChange, 1 Conflict, 2 AccountNotReady, 1 NumberNotFound, " +
-		"1 NoAgent, 1 AgentNotAllowed, 1 TrunkAttached, 1 Contested, 1 PreflightFailing (16 TwilioPhoneNumbers; nothing was changed)"))
+	g.Expect(summary).To(Equal("Plan: 1 PurchaseNotAllowed, 4 TakeOver, 1 AlreadyRouted, 1 HandBack, 1 NoChange, 1 Conflict, 2 AccountNotReady, 1 NumberNotFound, " +
+		"1 NoAgent, 1 AgentNotAllowed, 1 TrunkAttached, 1 Contested, 1 PreflightFailing (17 TwilioPhoneNumbers; nothing was changed)"))
 
 	// Nothing was written: no Twilio request but GETs, the account's numbers
 	// listed once, and every object as it was.
