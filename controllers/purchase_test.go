@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	. "github.com/onsi/gomega"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -80,6 +81,7 @@ func TestBuyWithRoutingSetAtPurchase(t *testing.T) {
 	live := twilioNumber(g, obj.Status.Purchase.PhoneNumberSID)
 	g.Expect(live.VoiceURL).To(Equal(testVoiceURL))
 	g.Expect(eventReasons(g, ns, "bought")).To(ContainElement("Purchased"))
+	g.Expect(testutil.ToFloat64(numbersPurchased.WithLabelValues(ns, acct))).To(Equal(1.0), "twilio_numbers_purchased_total")
 	g.Eventually(func(g Gomega) int32 {
 		a := &twiliov1.TwilioAccount{}
 		g.Expect(k8s.Get(t.Context(), client.ObjectKey{Namespace: ns, Name: acct}, a)).To(Succeed())
@@ -221,6 +223,8 @@ func TestReleaseOnlyWithAllThreeConditions(t *testing.T) {
 	_, stillThere := emulator.Number(sid)
 	g.Expect(stillThere).To(BeFalse(), "released from the account")
 	g.Expect(succeeded(twilioRequests(twiliosim.KindDeleteNumber, sid))).To(HaveLen(1))
+	g.Expect(testutil.ToFloat64(numbersReleased.WithLabelValues(ns2, acct2))).To(Equal(1.0), "twilio_numbers_released_total")
+	g.Expect(testutil.ToFloat64(numbersReleased.WithLabelValues(ns, acct))).To(BeZero(), "the refused release is not counted")
 	g.Eventually(func(g Gomega) []string { return eventNotes(g, ns2, "released", "Released") }, wait, tick).
 		Should(ContainElement(ContainSubstring(sid)))
 	g.Eventually(func(g Gomega) []string { return eventReasons(g, ns2, "adopted") }, wait, tick).Should(ContainElement("ReleaseRefused"))
