@@ -107,6 +107,10 @@ func TestEndToEnd(t *testing.T) {
 		g.Expect([]string{tw.VoiceURL, tw.VoiceApplicationSID, tw.TrunkSID}).To(Equal([]string{env.VoiceURL, "", ""}), n.E164)
 	}
 
+	// The support line asks for its SMS too (spec.messaging: Enabled).
+	g.Expect(twilioNumber(g, env, "+14155550100").SmsURL).To(HavePrefix(env.PublicURL+"/twilio/events#"))
+	g.Expect(twilioNumber(g, env, "+14155550101").SmsURL).To(BeEmpty(), "messaging is off by default")
+
 	// Another tenant names acme's account SID (an identifier, not a secret)
 	// with a token it made up: the manager refuses it, and a call forged with
 	// that token is refused by the webhook server, whose only credentials are
@@ -163,7 +167,7 @@ spec:
 	g.Expect(kubectl(t, env, "get", "secrets,twilioaccounts,twiliophonenumbers", "-o", "name")).
 		NotTo(Or(ContainSubstring("acme"), ContainSubstring("twiliophonenumber")), "everything in the bundle is gone")
 	support := twilioNumber(g, env, "+14155550100")
-	g.Expect([]string{support.VoiceURL, support.VoiceMethod}).To(Equal([]string{devenv.OriginalURL, "GET"}))
+	g.Expect([]string{support.VoiceURL, support.VoiceMethod, support.SmsURL}).To(Equal([]string{devenv.OriginalURL, "GET", devenv.OriginalSMSURL}))
 	g.Expect(twilioNumber(g, env, "+14155550101").VoiceURL).To(BeEmpty())
 	ivr := twilioNumber(g, env, "+14155550102")
 	g.Expect([]string{ivr.VoiceApplicationSID, ivr.VoiceURL}).To(Equal([]string{"APde400000000000000000000000000002", ""}))
@@ -180,6 +184,7 @@ type restNumber struct {
 	VoiceMethod         string `json:"voice_method"`
 	VoiceApplicationSID string `json:"voice_application_sid"`
 	TrunkSID            string `json:"trunk_sid"`
+	SmsURL              string `json:"sms_url"`
 }
 
 // twilioNumber reads a number from the emulator's REST API with plain HTTP,
