@@ -82,9 +82,12 @@ func (r *TwilioPhoneNumberReconciler) smsRoutesHere(live twilio.Routing) bool {
 
 // smsInPlace reports whether the live SMS routing is what the plan wants:
 // routed here when wanted; otherwise no saved SMS routing left to hand back.
+// A number that routes its calls here with no saved original
+// (OriginalUnknown) has nothing to save its SMS routing in: its SMS are
+// left as they are.
 func (r *TwilioPhoneNumberReconciler) smsInPlace(plan smsPlan, live twilio.Routing, saved *twiliov1.SavedRouting) bool {
 	if plan.want {
-		return r.smsRoutesHere(live)
+		return r.smsRoutesHere(live) || (saved == nil && routesTo(live, r.VoiceURL))
 	}
 	return saved == nil || !saved.SMSSaved
 }
@@ -109,11 +112,11 @@ func withoutSMS(rec twiliov1.SavedRouting) twiliov1.SavedRouting {
 }
 
 // smsUpdate adds the SMS writes to a take-over: point the SMS here when the
-// plan wants it; put the saved SMS routing back when it does not any more
-// and the live SmsUrl is still ours.
+// plan wants it and their original is saved; put the saved SMS routing back
+// when it does not any more and the live SmsUrl is still ours.
 func (r *TwilioPhoneNumberReconciler) smsUpdate(plan smsPlan, live twilio.Routing, saved *twiliov1.SavedRouting, earlier []string, u *twilio.RoutingUpdate) {
 	switch {
-	case plan.want && !r.smsRoutesHere(live):
+	case plan.want && saved != nil && saved.SMSSaved && !r.smsRoutesHere(live):
 		events, post := r.eventsURL(), "POST"
 		u.SmsURL, u.SmsMethod = &events, &post
 		if live.SmsApplicationSID != "" {

@@ -3,6 +3,7 @@ package controllers
 import (
 	"encoding/json"
 	"testing"
+	"time"
 
 	. "github.com/onsi/gomega"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -172,4 +173,22 @@ func TestNumberInMessagingServiceIsReportedNotDetached(t *testing.T) {
 	deleteNumber(t, ns, "svc")
 	waitGone(t, ns, "svc")
 	g.Expect(smsOf(twilioNumber(g, tw.SID))).To(Equal(smsOf(tw)), "deletion hands the SMS routing back")
+}
+
+// TestOriginalUnknownLeavesSMSAlone: a number that already routed its calls
+// here, with no saved original, has nothing to save its SMS routing in: its
+// SMS are left as they are, and the Messaging condition says why.
+func TestOriginalUnknownLeavesSMSAlone(t *testing.T) {
+	ns, acct, e164, tw := newScenario(t, func(n *twiliosim.Number) {
+		n.VoiceURL = testVoiceURL
+		n.SmsURL = "https://old-platform.example.com/sms"
+	})
+	createNumber(t, ns, "unknown", acct, e164, messagingOn)
+	waitReady(t, ns, "unknown", metav1.ConditionTrue, twiliov1.ReasonOriginalUnknown)
+	obj := waitMessaging(t, ns, "unknown", metav1.ConditionFalse, twiliov1.ReasonOriginalUnknown)
+	g := NewWithT(t)
+	g.Expect(obj.Status.SavedRouting).To(BeNil())
+	g.Consistently(func(g Gomega) string { return twilioNumber(g, tw.SID).SmsURL }, 3*time.Second, 200*time.Millisecond).
+		Should(Equal("https://old-platform.example.com/sms"))
+	g.Expect(succeeded(twilioRequests(twiliosim.KindUpdateNumber, tw.SID))).To(BeEmpty(), "nothing written")
 }
