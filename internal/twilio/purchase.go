@@ -231,24 +231,7 @@ func createParams(accountSID, e164, friendlyName string, u RoutingUpdate) *opena
 	if friendlyName != "" {
 		p.SetFriendlyName(friendlyName)
 	}
-	set := func(v *string, f func(string) *openapi.CreateIncomingPhoneNumberParams) {
-		if v != nil {
-			f(*v)
-		}
-	}
-	set(u.VoiceURL, p.SetVoiceUrl)
-	set(u.VoiceMethod, p.SetVoiceMethod)
-	set(u.VoiceFallbackURL, p.SetVoiceFallbackUrl)
-	set(u.VoiceFallbackMethod, p.SetVoiceFallbackMethod)
-	set(u.StatusCallback, p.SetStatusCallback)
-	set(u.StatusCallbackMethod, p.SetStatusCallbackMethod)
-	set(u.VoiceApplicationSID, p.SetVoiceApplicationSid)
-	set(u.TrunkSID, p.SetTrunkSid)
-	set(u.SmsURL, p.SetSmsUrl)
-	set(u.SmsMethod, p.SetSmsMethod)
-	set(u.SmsFallbackURL, p.SetSmsFallbackUrl)
-	set(u.SmsFallbackMethod, p.SetSmsFallbackMethod)
-	set(u.SmsApplicationSID, p.SetSmsApplicationSid)
+	applyRouting(p, u)
 	return p
 }
 

@@ -99,25 +99,46 @@ func updateParams(accountSID string, u RoutingUpdate) *openapi.UpdateIncomingPho
 	// The path account selects the owner. Never SetAccountSid: in the body it
 	// transfers the number to another account.
 	p.SetPathAccountSid(accountSID)
-	set := func(v *string, f func(string) *openapi.UpdateIncomingPhoneNumberParams) {
-		if v != nil {
-			f(*v)
+	applyRouting(p, u)
+	return p
+}
+
+// routingParams is what twilio-go's create and update parameters of an
+// IncomingPhoneNumber have in common: a setter per routing field.
+type routingParams[P any] interface {
+	SetVoiceUrl(string) P
+	SetVoiceMethod(string) P
+	SetVoiceFallbackUrl(string) P
+	SetVoiceFallbackMethod(string) P
+	SetStatusCallback(string) P
+	SetStatusCallbackMethod(string) P
+	SetVoiceApplicationSid(string) P
+	SetTrunkSid(string) P
+	SetSmsUrl(string) P
+	SetSmsMethod(string) P
+	SetSmsFallbackUrl(string) P
+	SetSmsFallbackMethod(string) P
+	SetSmsApplicationSid(string) P
+}
+
+// applyRouting sets the non-nil fields of u on p.
+func applyRouting[P routingParams[P]](p P, u RoutingUpdate) {
+	for _, f := range []struct {
+		v   *string
+		set func(string) P
+	}{
+		{u.VoiceURL, p.SetVoiceUrl}, {u.VoiceMethod, p.SetVoiceMethod},
+		{u.VoiceFallbackURL, p.SetVoiceFallbackUrl}, {u.VoiceFallbackMethod, p.SetVoiceFallbackMethod},
+		{u.StatusCallback, p.SetStatusCallback}, {u.StatusCallbackMethod, p.SetStatusCallbackMethod},
+		{u.VoiceApplicationSID, p.SetVoiceApplicationSid}, {u.TrunkSID, p.SetTrunkSid},
+		{u.SmsURL, p.SetSmsUrl}, {u.SmsMethod, p.SetSmsMethod},
+		{u.SmsFallbackURL, p.SetSmsFallbackUrl}, {u.SmsFallbackMethod, p.SetSmsFallbackMethod},
+		{u.SmsApplicationSID, p.SetSmsApplicationSid},
+	} {
+		if f.v != nil {
+			f.set(*f.v)
 		}
 	}
-	set(u.VoiceURL, p.SetVoiceUrl)
-	set(u.VoiceMethod, p.SetVoiceMethod)
-	set(u.VoiceFallbackURL, p.SetVoiceFallbackUrl)
-	set(u.VoiceFallbackMethod, p.SetVoiceFallbackMethod)
-	set(u.StatusCallback, p.SetStatusCallback)
-	set(u.StatusCallbackMethod, p.SetStatusCallbackMethod)
-	set(u.VoiceApplicationSID, p.SetVoiceApplicationSid)
-	set(u.TrunkSID, p.SetTrunkSid)
-	set(u.SmsURL, p.SetSmsUrl)
-	set(u.SmsMethod, p.SetSmsMethod)
-	set(u.SmsFallbackURL, p.SetSmsFallbackUrl)
-	set(u.SmsFallbackMethod, p.SetSmsFallbackMethod)
-	set(u.SmsApplicationSID, p.SetSmsApplicationSid)
-	return p
 }
 
 // MessagingService is a Messaging Service of the account and the numbers in

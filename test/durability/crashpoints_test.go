@@ -26,18 +26,24 @@ import (
 // guard on the API server holding the original, and at the end the original
 // is back exactly.
 func TestEveryCrashPoint(t *testing.T) {
-	const most = 40
+	walkCrashPoints(t, "life cycle", 40, crashPointScenario)
+}
+
+// walkCrashPoints runs scenario with a crash after write k, for k = 1, 2, …
+// until a run has no write left to crash after (at most most runs).
+func walkCrashPoints(t *testing.T, what string, most int64, scenario func(t *testing.T, k int64) (crashed bool)) {
+	t.Helper()
 	for k := int64(1); k <= most; k++ {
 		var crashed bool
-		if !t.Run(fmt.Sprintf("crash after write %d", k), func(t *testing.T) { crashed = crashPointScenario(t, k) }) {
+		if !t.Run(fmt.Sprintf("crash after write %d", k), func(t *testing.T) { crashed = scenario(t, k) }) {
 			return
 		}
 		if !crashed {
-			t.Logf("the life cycle takes %d writes: a crash after each one was tried", k-1)
+			t.Logf("the %s takes %d writes: a crash after each one was tried", what, k-1)
 			return
 		}
 	}
-	t.Fatalf("the life cycle still had writes left after %d crash points", most)
+	t.Fatalf("the %s still had writes left after %d crash points", what, most)
 }
 
 func crashPointScenario(t *testing.T, k int64) (crashed bool) {
@@ -133,16 +139,7 @@ func crashPointScenario(t *testing.T, k int64) (crashed bool) {
 	}).WithTimeout(60 * time.Second).Should(BeTrue())
 	live, _ = sim.Number(orig.SID)
 	g.Expect(routing(live)).To(Equal(want), "the original is back exactly")
-	if testing.Verbose() {
-		sup.mu.Lock()
-		cur := sup.current
-		sup.mu.Unlock()
-		cur.mu.Lock()
-		for i, w := range cur.log {
-			t.Logf("write %d of the last incarnation: %s", i+1, w)
-		}
-		cur.mu.Unlock()
-	}
+	sup.logWrites(t)
 	counts := sup.crashCounts()
 	t.Logf("crash after write %d: %v", k, counts)
 	return counts[afterKubeWrite]+counts[afterTwilioWrite] > 0
@@ -153,18 +150,7 @@ func crashPointScenario(t *testing.T, k int64) (crashed bool) {
 // the manager killed right after its k-th write, for every k. Each run buys
 // the number exactly once and ends with it released.
 func TestEveryCrashPointOfAPurchase(t *testing.T) {
-	const most = 20
-	for k := int64(1); k <= most; k++ {
-		var crashed bool
-		if !t.Run(fmt.Sprintf("crash after write %d", k), func(t *testing.T) { crashed = purchaseCrashScenario(t, k) }) {
-			return
-		}
-		if !crashed {
-			t.Logf("the purchase life cycle takes %d writes: a crash after each one was tried", k-1)
-			return
-		}
-	}
-	t.Fatalf("the purchase life cycle still had writes left after %d crash points", most)
+	walkCrashPoints(t, "purchase life cycle", 20, purchaseCrashScenario)
 }
 
 func purchaseCrashScenario(t *testing.T, k int64) (crashed bool) {
@@ -235,17 +221,23 @@ func purchaseCrashScenario(t *testing.T, k int64) (crashed bool) {
 		}
 	}
 	g.Expect(processed).To(Equal(1), "bought exactly once")
-	if testing.Verbose() {
-		sup.mu.Lock()
-		cur := sup.current
-		sup.mu.Unlock()
-		cur.mu.Lock()
-		for i, w := range cur.log {
-			t.Logf("write %d of the last incarnation: %s", i+1, w)
-		}
-		cur.mu.Unlock()
-	}
+	sup.logWrites(t)
 	counts := sup.crashCounts()
 	t.Logf("crash after write %d: %v", k, counts)
 	return counts[afterKubeWrite]+counts[afterTwilioWrite] > 0
+}
+
+// logWrites logs, with -v, what each write of the last incarnation was.
+func (s *supervisor) logWrites(t *testing.T) {
+	if !testing.Verbose() {
+		return
+	}
+	s.mu.Lock()
+	cur := s.current
+	s.mu.Unlock()
+	cur.mu.Lock()
+	defer cur.mu.Unlock()
+	for i, w := range cur.log {
+		t.Logf("write %d of the last incarnation: %s", i+1, w)
+	}
 }

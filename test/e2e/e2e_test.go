@@ -108,7 +108,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	// The support line asks for its SMS too (spec.messaging: Enabled).
-	g.Expect(twilioNumber(g, env, "+14155550100").SmsURL).To(HavePrefix(env.PublicURL+"/twilio/events#"))
+	g.Expect(twilioNumber(g, env, "+14155550100").SmsURL).To(HavePrefix(env.PublicURL + "/twilio/events#"))
 	g.Expect(twilioNumber(g, env, "+14155550101").SmsURL).To(BeEmpty(), "messaging is off by default")
 
 	// Another tenant names acme's account SID (an identifier, not a secret)
