@@ -81,10 +81,11 @@ test: generate manifests envtest $(HELM) $(PROMTOOL) ## Run every test (unit, en
 
 FUZZ_TIME ?= 10s
 .PHONY: fuzz
-fuzz: ## Run each webhook server fuzz target (form parser, signature check, Media Streams messages) for FUZZ_TIME (no cluster needed).
+fuzz: ## Run each webhook server fuzz target (form parser, signature check and its agreement with twilio-go, Media Streams messages) for FUZZ_TIME (no cluster needed).
 	go test -run='^$$' -fuzz='^FuzzReadSignedForm$$' -fuzztime=$(FUZZ_TIME) ./webhookserver/
 	go test -run='^$$' -fuzz='^FuzzSignatureCheck$$' -fuzztime=$(FUZZ_TIME) ./webhookserver/
 	go test -run='^$$' -fuzz='^FuzzStreamMessages$$' -fuzztime=$(FUZZ_TIME) ./webhookserver/
+	go test -run='^$$' -fuzz='^FuzzSignatureCheckerMatchesRequestValidator$$' -fuzztime=$(FUZZ_TIME) ./webhookserver/
 
 .PHONY: bench
 bench: envtest ## Run the benchmarks: operator convergence, webhook answers, media bridge (README, Performance).

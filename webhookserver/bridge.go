@@ -103,6 +103,7 @@ type bridge struct {
 	twilio, agent *leg
 	limits        Limits
 	log           logr.Logger
+	logKV         []any          // the call's key-value pairs, logged with every line (callLog)
 	wg            sync.WaitGroup // readers and writers
 
 	mu      sync.Mutex // guards outcome and the shutdown timer
@@ -164,6 +165,13 @@ func (b *bridge) run(ctx context.Context) string {
 	return b.result()
 }
 
+// debug logs at V(1) with the call's pairs.
+func (b *bridge) debug(msg string, kv ...any) {
+	if l := b.log.V(1); l.Enabled() {
+		callLog{log: l, kv: b.logKV}.Info(msg, kv...)
+	}
+}
+
 func (b *bridge) end(outcome string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -209,45 +217,54 @@ func (b *bridge) extendWrite(l *leg) {
 // drains d.dst's queue instead.
 func (b *bridge) read(d *direction) {
 	src, dst := d.src, d.dst
-	buf := make([]byte, 0, readBufferSize)
 	for {
-		typ, data, err := readFrame(src.conn, buf)
+		typ, frame, err := readFrame(src.conn)
 		if err != nil {
 			if websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived) {
 				b.end(d.closedOutcome)
 			} else {
 				b.end(d.errorOutcome)
-				b.log.V(1).Info("Stream side ended", "side", src.name, "error", err.Error())
+				b.debug("Stream side ended", "side", src.name, "error", err.Error())
 			}
 			b.closeInput(dst)
 			return
 		}
-		buf = data[:0]
 		_ = b.extendRead(src)
-		if typ != websocket.TextMessage {
-			// Media Streams is JSON text only; Twilio flags binary frames (31950).
-			dst.droppedBinary.Inc()
-			continue
+		if b.relay(d, typ, *frame) {
+			putFrame(frame)
+			b.drain(dst) // another goroutine reads src now
+			return
 		}
-		direct, err := dst.out.offer(data, isMediaFrame, b.limits.ControlEnqueueTimeout)
-		switch {
-		case direct:
-			if b.writeDirect(dst, data) {
-				b.drain(dst) // another goroutine reads src now
-				return
-			}
-		case errors.Is(err, errQueueFull):
-			dst.droppedFull.Inc()
-		case errors.Is(err, errQueueClosed):
-			dst.droppedClosed.Inc()
-		case err != nil:
-			// The far side has not taken a frame for a long time: give up on it.
-			b.log.Info("Stream side stalled; ending the call", "side", dst.name)
-			dst.droppedFull.Inc()
-			dst.out.fail()
-			_ = dst.conn.Close()
-		}
+		putFrame(frame)
 	}
+}
+
+// relay passes one frame read from d.src on to d.dst: written at once, or
+// queued, or dropped. It reports whether the reading was taken over while
+// the frame was being written (takeOver).
+func (b *bridge) relay(d *direction, typ int, data []byte) (handedOff bool) {
+	dst := d.dst
+	if typ != websocket.TextMessage {
+		// Media Streams is JSON text only; Twilio flags binary frames (31950).
+		dst.droppedBinary.Inc()
+		return false
+	}
+	direct, err := dst.out.offer(data, isMediaFrame, b.limits.ControlEnqueueTimeout)
+	switch {
+	case direct:
+		return b.writeDirect(dst, data)
+	case errors.Is(err, errQueueFull):
+		dst.droppedFull.Inc()
+	case errors.Is(err, errQueueClosed):
+		dst.droppedClosed.Inc()
+	case err != nil:
+		// The far side has not taken a frame for a long time: give up on it.
+		callLog{log: b.log, kv: b.logKV}.Info("Stream side stalled; ending the call", "side", dst.name)
+		dst.droppedFull.Inc()
+		dst.out.fail()
+		_ = dst.conn.Close()
+	}
+	return false
 }
 
 // writeDirect writes a frame the reader claimed the write of. It reports
@@ -291,7 +308,7 @@ func (b *bridge) drain(l *leg) {
 func (b *bridge) writeFrame(l *leg, data []byte) {
 	b.extendWrite(l)
 	if err := l.conn.WriteMessage(websocket.TextMessage, data); err != nil {
-		b.log.V(1).Info("Write to stream side failed", "side", l.name, "error", err.Error())
+		b.debug("Write to stream side failed", "side", l.name, "error", err.Error())
 		l.out.fail()
 		_ = l.conn.Close()
 		return
@@ -355,18 +372,31 @@ func (l *leg) stopTimers() {
 	}
 }
 
-// readBufferSize is where each reader's frame buffer starts; Media Streams
-// frames are ~400 bytes. It grows for larger frames (up to MaxMessageBytes).
+// readBufferSize is where a frame buffer starts; Media Streams frames are
+// ~400 bytes. It grows for larger frames (up to MaxMessageBytes).
 const readBufferSize = 1024
 
-// readFrame reads the next message into buf's storage (growing it when the
-// message does not fit): no allocation per frame.
-func readFrame(c *websocket.Conn, buf []byte) (int, []byte, error) {
+// maxPooledFrame is the largest frame buffer kept for reuse.
+const maxPooledFrame = 16 << 10
+
+// frameBufs are the readers' frame buffers. A reader takes one once a frame
+// has begun to arrive and puts it back once the frame is relayed (queued
+// frames are copies), so a call waiting for its next frame holds none: no
+// allocation per frame, and no buffer per direction per call.
+var frameBufs = sync.Pool{New: func() any {
+	b := make([]byte, 0, readBufferSize)
+	return &b
+}}
+
+// readFrame reads the next message into a buffer from frameBufs (growing it
+// when the message does not fit); the caller puts it back (putFrame).
+func readFrame(c *websocket.Conn) (int, *[]byte, error) {
 	typ, r, err := c.NextReader()
 	if err != nil {
 		return 0, nil, err
 	}
-	buf = buf[:0]
+	frame := frameBufs.Get().(*[]byte)
+	buf := (*frame)[:0]
 	for {
 		if len(buf) == cap(buf) {
 			buf = append(buf, 0)[:len(buf)]
@@ -374,11 +404,22 @@ func readFrame(c *websocket.Conn, buf []byte) (int, []byte, error) {
 		n, err := r.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
 		if errors.Is(err, io.EOF) {
-			return typ, buf, nil
+			*frame = buf
+			return typ, frame, nil
 		}
 		if err != nil {
+			*frame = buf
+			putFrame(frame)
 			return 0, nil, err
 		}
+	}
+}
+
+// putFrame returns a frame buffer to frameBufs.
+func putFrame(frame *[]byte) {
+	if cap(*frame) <= maxPooledFrame {
+		*frame = (*frame)[:0]
+		frameBufs.Put(frame)
 	}
 }
 

@@ -13,7 +13,6 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
-	twclient "github.com/twilio/twilio-go/client"
 	"k8s.io/apimachinery/pkg/types"
 )
 
@@ -134,7 +133,7 @@ func FuzzSignatureCheck(f *testing.F) {
 		if err != nil {
 			return
 		}
-		v := []AccountValidator{{AccountSID: fuzzAccount, Validator: twclient.NewRequestValidator(token)}}
+		v := []AccountValidator{NewAccountValidator(fuzzAccount, token)}
 		r := httptest.NewRequest(http.MethodPost, path, nil)
 		for _, overrides := range []bool{false, true} {
 			for _, base := range []string{testPublicURL, "https://voice.example.test:443"} {
@@ -188,6 +187,28 @@ func FuzzSignatureCheck(f *testing.F) {
 		if signsParams && c.checkUpgrade(path, sign(token, "wss://voice.example.test"+path, form), v) {
 			t.Fatal("an upgrade signed with params accepted")
 		}
+	})
+}
+
+// FuzzSignatureCheckerMatchesRequestValidator asserts that the signature
+// checker accepts exactly what twilio-go's RequestValidator accepts, for
+// any public URL, request URI, form and tokens (differential, in
+// signature_test.go).
+func FuzzSignatureCheckerMatchesRequestValidator(f *testing.F) {
+	f.Add(testPublicURL, VoicePath, "CallSid=CA1&Caller=%2B1&Digits=1234", "12345", "", uint(3))
+	f.Add("https://voice.example.test:443", RecordingPath+"?to=%2B1", "Reason=x&ReasonConferenceEnded=y", "t", "u", uint(27))
+	f.Add("http://demo.local:8080", "/twilio/stream/"+fuzzAccount, "", "tok", "", uint(0))
+	f.Add("https://[::1]:8443", "/a%2Fb?x=%zz", "a=&a=1&%C3%A9=%E2%9C%93", "\x00\xff", "", uint(1))
+	f.Fuzz(func(t *testing.T, publicURL, uri, query, token, token2 string, flip uint) {
+		form, err := url.ParseQuery(query)
+		if err != nil {
+			return
+		}
+		tokens := []string{token}
+		if token2 != "" {
+			tokens = append(tokens, token2)
+		}
+		differential(t, publicURL, uri, form, tokens, flip)
 	})
 }
 

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	twclient "github.com/twilio/twilio-go/client"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -319,8 +318,7 @@ func (r *Routing) rebuild(ctx context.Context) {
 			continue
 		}
 		seen[a.AccountSID+"\x00"+a.AuthToken] = true
-		av := AccountValidator{AccountSID: a.AccountSID, Validator: twclient.NewRequestValidator(a.AuthToken)}
-		t.byAccount[a.AccountSID] = append(t.byAccount[a.AccountSID], av)
+		t.byAccount[a.AccountSID] = append(t.byAccount[a.AccountSID], NewAccountValidator(a.AccountSID, a.AuthToken))
 	}
 	r.table.Store(t)
 	if r.opts.Metrics != nil {

@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/loquent/twilio-voice-operator/internal/egress"
 )
@@ -250,6 +252,8 @@ type Server struct {
 	metrics *Metrics
 	log     logr.Logger
 	sig     signatureChecker
+	// voiceOK is Requests{route="voice",outcome="ok"}, looked up once.
+	voiceOK prometheus.Counter
 	tokens  atomic.Pointer[tokenSigner]
 
 	hangup         string // rendered once
@@ -338,6 +342,7 @@ func New(opts Options) (*Server, error) {
 		metrics:        opts.Metrics,
 		log:            opts.Log,
 		sig:            sig,
+		voiceOK:        opts.Metrics.Requests.WithLabelValues(routeVoice, outcomeOK),
 		hangup:         hangup,
 		answers:        answers,
 		emptyMessaging: empty,
@@ -368,6 +373,46 @@ func New(opts Options) (*Server, error) {
 
 // wsWriteBuffers is shared by every stream's sockets, on both sides.
 var wsWriteBuffers = &sync.Pool{}
+
+// bodyBuffer holds a webhook request's body while it is parsed.
+type bodyBuffer struct{ b []byte }
+
+// bodyBuffers are reused request body buffers (io.ReadAll allocated and
+// grew a new one per request).
+var bodyBuffers = sync.Pool{New: func() any { return new(bodyBuffer) }}
+
+// maxPooledBody is the largest body buffer kept for reuse.
+const maxPooledBody = 64 << 10
+
+// readRequestBody reads r to its end, as io.ReadAll does (the same errors), into a
+// buffer from bodyBuffers, sized from the request's contentLength when that
+// is known and at most limit. The caller puts the buffer back when it no
+// longer uses its bytes; on error there is none to put back.
+func readRequestBody(r io.Reader, contentLength, limit int64) (*bodyBuffer, error) {
+	buf := bodyBuffers.Get().(*bodyBuffer)
+	b := buf.b[:0]
+	if contentLength > 0 && contentLength <= limit && int64(cap(b)) <= contentLength {
+		b = make([]byte, 0, contentLength+1) // +1: room to read the EOF without growing
+	}
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == nil {
+			continue
+		}
+		if cap(b) <= maxPooledBody {
+			buf.b = b
+		}
+		if err == io.EOF {
+			return buf, nil
+		}
+		bodyBuffers.Put(buf)
+		return nil, err
+	}
+}
 
 // Handler returns the handler of the Twilio routes (voice, stream,
 // recording, events). Unknown paths get 404.

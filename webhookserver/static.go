@@ -1,9 +1,5 @@
 package webhookserver
 
-import (
-	twclient "github.com/twilio/twilio-go/client"
-)
-
 // StaticRoutes is a RouteSource with a fixed table, for running the server
 // without a cluster (benchmarks, embedding). It is always synced and safe for
 // concurrent use.
@@ -22,8 +18,7 @@ func NewStaticRoutes(routes []Route, tokens map[string]string) *StaticRoutes {
 		s.routes[r.Number] = r
 	}
 	for sid, token := range tokens {
-		v := AccountValidator{AccountSID: sid, Validator: twclient.NewRequestValidator(token)}
-		s.byAccount[sid] = append(s.byAccount[sid], v)
+		s.byAccount[sid] = append(s.byAccount[sid], NewAccountValidator(sid, token))
 	}
 	return s
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -103,7 +104,17 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 		s.respond(w, routeStream, outcomeOverCapacity, http.StatusServiceUnavailable)
 		return
 	}
-	defer s.streams.release()
+	// Once upgraded, the stream is served by a goroutine of its own and this
+	// handler returns: net/http then drops the connection's state (its 4 KiB
+	// read and write buffers, the request, the handler's deep stack), which it
+	// would otherwise hold for the whole call. handedOff moves the releases
+	// below to that goroutine.
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			s.streams.release()
+		}
+	}()
 
 	auth.sig = r.Header.Get(signatureHeader)
 	if auth.sig == "" {
@@ -118,7 +129,11 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		auth.settled = sync.OnceFunc(func() { s.legacyPending.Add(-1) })
-		defer auth.settled()
+		defer func() {
+			if !handedOff {
+				auth.settled()
+			}
+		}()
 	} else {
 		validators := s.opts.Routes.Validators(auth.account)
 		if len(validators) == 0 {
@@ -145,6 +160,22 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 	}
 	s.metrics.Requests.WithLabelValues(routeStream, upgraded).Inc()
 	s.metrics.ActiveStreams.Inc()
+	handedOff = true
+	go s.runStream(conn, auth)
+}
+
+// runStream serves an upgraded stream (handleStream) to its end, in its own
+// goroutine, then releases what handleStream took for it.
+func (s *Server) runStream(conn *websocket.Conn, auth streamAuth) {
+	// As net/http does for a handler: a panic ends this stream, not the process.
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error(fmt.Errorf("panic: %v", p), "Stream ended by a panic", "stack", string(debug.Stack()))
+			_ = conn.Close()
+		}
+	}()
+	defer s.streams.release()
+	defer auth.settled()
 	defer s.metrics.ActiveStreams.Dec()
 	// http.Server's ReadTimeout/WriteTimeout are deadlines on the connection,
 	// and a hijacked connection keeps whatever deadlines it has. In practice
@@ -161,7 +192,7 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 
 // refuseStart ends a stream whose start message did not prove what it must,
 // and charges the failure to the client.
-func (s *Server) refuseStart(twilio *websocket.Conn, auth streamAuth, log logr.Logger, msg string, kv ...any) {
+func (s *Server) refuseStart(twilio *websocket.Conn, auth streamAuth, log callLog, msg string, kv ...any) {
 	log.Info(msg, kv...)
 	s.throttle.failed(auth.client)
 	s.closeTwilio(twilio, websocket.ClosePolicyViolation, "")
@@ -170,7 +201,7 @@ func (s *Server) refuseStart(twilio *websocket.Conn, auth streamAuth, log logr.L
 // serveStream runs one accepted stream to its end and returns its outcome.
 func (s *Server) serveStream(ctx context.Context, twilio *websocket.Conn, auth streamAuth) string {
 	defer func() { _ = twilio.Close() }()
-	log := s.log
+	log := callLog{log: s.log}
 
 	opening, start, err := s.readStart(twilio)
 	if err != nil {
@@ -184,7 +215,7 @@ func (s *Server) serveStream(ctx context.Context, twilio *websocket.Conn, auth s
 	}
 	to := start.Start.CustomParameters[paramTo]
 	token := start.Start.CustomParameters[paramToken]
-	log = log.WithValues("callSid", logValue(start.Start.CallSID), "streamSid", logValue(start.Start.StreamSID), "to", logValue(to))
+	log = log.with("callSid", logValue(start.Start.CallSID), "streamSid", logValue(start.Start.StreamSID), "to", logValue(to))
 
 	if auth.legacy {
 		validators := s.opts.Routes.Validators(start.Start.AccountSID)
@@ -223,7 +254,7 @@ func (s *Server) serveStream(ctx context.Context, twilio *websocket.Conn, auth s
 		s.closeTwilio(twilio, websocket.CloseNormalClosure, "number not routed")
 		return outcomeNotRouted
 	}
-	log = log.WithValues("agent", redactURL(route.AgentURL))
+	log = log.with("agent", redactURL(route.AgentURL))
 
 	agent, err := s.dialAgent(ctx, route.AgentURL, route.AgentHeaders)
 	if err != nil {
@@ -249,13 +280,33 @@ func (s *Server) serveStream(ctx context.Context, twilio *websocket.Conn, auth s
 		relayed.Inc()
 	}
 	log.Info("Stream bridged")
-	b := newBridge(twilio, agent, s.limits, s.metrics, log)
+	b := newBridge(twilio, agent, s.limits, s.metrics, s.log)
+	b.logKV = log.kv
 	if s.opts.onBridge != nil {
 		s.opts.onBridge(b)
 	}
 	outcome := b.run(ctx)
 	log.Info("Stream ended", "outcome", outcome)
 	return outcome
+}
+
+// callLog logs with a call's key-value pairs. It replaces a per-call
+// logr.WithValues logger: with zap that keeps an encoded copy of the
+// values (a buffer of about 1 KiB) for the whole call, while a call logs a
+// few lines in all.
+type callLog struct {
+	log logr.Logger
+	kv  []any
+}
+
+// with returns l with kv added.
+func (l callLog) with(kv ...any) callLog {
+	return callLog{log: l.log, kv: append(l.kv[:len(l.kv):len(l.kv)], kv...)}
+}
+
+// Info logs msg with l's pairs and kv.
+func (l callLog) Info(msg string, kv ...any) {
+	l.log.Info(msg, append(l.kv[:len(l.kv):len(l.kv)], kv...)...)
 }
 
 // closeTwilio ends a stream that is not (or no longer) bridged: a close
