@@ -94,7 +94,7 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
-	defer relay.stop()
+	defer relay.Stop()
 	fmt.Fprintln(os.Stderr, "starting the control plane and the webhookserver binary…")
 	real, err := realserver.Start(context.Background(), realserver.Options{Root: realserver.Root(), Numbers: most, AgentURL: a.url})
 	if err != nil {
@@ -109,7 +109,7 @@ func run(o options) error {
 		{name: "bridge", addr: real.Addr, viaTwiML: true, client: client, dialer: dialer},
 	}
 	targets := []target{
-		{name: "relay", pid: relay.cmd.Process.Pid, metricsURL: relay.metricsURL},
+		{name: "relay", pid: relay.PID(), metricsURL: relay.metricsURL},
 		{name: "bridge", pid: real.Pid, metricsURL: real.MetricsURL},
 	}
 	for _, n := range o.sizes {

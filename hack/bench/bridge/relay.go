@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"time"
@@ -17,6 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/loquent/twilio-voice-operator/hack/bench/internal/child"
 )
 
 // relayBuffers is shared by the relay's sockets, as the webhook server
@@ -93,56 +93,19 @@ func copyMessages(dst, src *websocket.Conn) {
 // relayProcess is the relay child process.
 type relayProcess struct {
 	addr, metricsURL string
-	cmd              *exec.Cmd
-	stdin            io.WriteCloser
+	*child.Process
 }
 
+// startRelay runs this program as the relay; it reports "ADDR METRICS-ADDR".
 func startRelay(agentURL string) (*relayProcess, error) {
-	exe, err := os.Executable()
+	p, err := child.Start("-child", "relay", "-agent-url", agentURL)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(exe, "-child", "relay", "-agent-url", agentURL) // #nosec G204 -- this very program
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		return nil, err
+	addr, metrics, ok := strings.Cut(p.Line, " ")
+	if !ok {
+		p.Stop()
+		return nil, errors.New("relay reported " + p.Line + ", not its two addresses")
 	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	c := &relayProcess{cmd: cmd, stdin: stdin}
-	line := make(chan string, 1)
-	go func() {
-		l, _ := bufio.NewReader(stdout).ReadString('\n')
-		line <- l
-		_, _ = io.Copy(io.Discard, stdout)
-	}()
-	select {
-	case l := <-line:
-		if addr, metrics, ok := strings.Cut(strings.TrimSpace(l), " "); ok {
-			c.addr, c.metricsURL = addr, "http://"+metrics+"/metrics"
-			return c, nil
-		}
-	case <-time.After(30 * time.Second):
-	}
-	c.stop()
-	return nil, errors.New("relay did not report its address")
-}
-
-// stop closes the relay's stdin and waits (bounded) for it to exit.
-func (c *relayProcess) stop() {
-	_ = c.stdin.Close()
-	done := make(chan struct{})
-	go func() { _ = c.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(15 * time.Second):
-		_ = c.cmd.Process.Kill()
-		<-done
-	}
+	return &relayProcess{addr: addr, metricsURL: "http://" + metrics + "/metrics", Process: p}, nil
 }

@@ -95,10 +95,10 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
-	defer bare.stop()
+	defer bare.Stop()
 
 	servers := []*server{
-		{name: "bare net/http", addr: bare.addr, pid: bare.pid()},
+		{name: "bare net/http", addr: bare.Line, pid: bare.PID()},
 		{name: "webhookserver", addr: real.Addr, pid: real.Pid, metricsURL: real.MetricsURL},
 	}
 	for _, s := range servers {
@@ -152,13 +152,13 @@ func profile(wrk, script string, o options) error {
 	if err != nil {
 		return err
 	}
-	s := &server{name: "profiled", addr: c.addr, pid: c.pid()}
+	s := &server{name: "profiled", addr: c.Line, pid: c.PID()}
 	if err := checkAnswers(s, o.numbers); err != nil {
-		c.stop()
+		c.Stop()
 		return err
 	}
 	_, err = runWrk(wrk, script, s, o, o.duration)
-	c.stop()
+	c.Stop()
 	if err == nil {
 		fmt.Printf("\nCPU profile of the server code under the same load: %s (go tool pprof -top %s)\n", o.cpuProfile, o.cpuProfile)
 	}

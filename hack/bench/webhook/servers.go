@@ -1,25 +1,22 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"runtime"
 	"runtime/pprof"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"github.com/loquent/twilio-voice-operator/hack/bench/internal/child"
 	"github.com/loquent/twilio-voice-operator/hack/bench/internal/realserver"
 	"github.com/loquent/twilio-voice-operator/webhookserver"
 )
@@ -118,62 +115,8 @@ func staticServer(n int) (*webhookserver.Server, error) {
 	})
 }
 
-// child is this program running as a child server.
-type child struct {
-	addr  string
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-}
-
-func (c *child) pid() int { return c.cmd.Process.Pid }
-
-func startChild(kind string, numbers int, extra ...string) (*child, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	args := append([]string{"-child", kind, "-numbers", strconv.Itoa(numbers)}, extra...)
-	cmd := exec.Command(exe, args...) // #nosec G204 -- this very program
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		return nil, err
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	c := &child{cmd: cmd, stdin: stdin}
-	line := make(chan string, 1)
-	go func() {
-		l, _ := bufio.NewReader(stdout).ReadString('\n')
-		line <- strings.TrimSpace(l)
-		_, _ = io.Copy(io.Discard, stdout)
-	}()
-	select {
-	case l := <-line:
-		if l != "" {
-			c.addr = l
-			return c, nil
-		}
-	case <-time.After(30 * time.Second):
-	}
-	c.stop()
-	return nil, errors.New("child server did not report its address")
-}
-
-// stop closes the child's stdin and waits (bounded) for it to exit.
-func (c *child) stop() {
-	_ = c.stdin.Close()
-	done := make(chan struct{})
-	go func() { _ = c.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(15 * time.Second):
-		_ = c.cmd.Process.Kill()
-		<-done
-	}
+// startChild runs this program as a child server of the given kind; it
+// reports its address.
+func startChild(kind string, numbers int, extra ...string) (*child.Process, error) {
+	return child.Start(append([]string{"-child", kind, "-numbers", strconv.Itoa(numbers)}, extra...)...)
 }
