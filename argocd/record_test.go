@@ -22,9 +22,11 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -182,6 +184,14 @@ func startRecorder(t *testing.T) *recorder {
 		}, fault, 1_000_000)
 	}
 
+	// A Messaging Service that overrides number 23's SMS routing; numbers
+	// 27 and 28 on sale.
+	emulator.AddMessagingService(twiliosim.MessagingService{AccountSID: fxSIDMain, FriendlyName: "Support sender pool",
+		SID: "MG5e1f0000000000000000000000000001", InboundRequestURL: "https://old-platform.example.com/service", NumberSIDs: []string{pnOf(number(23))}})
+	for _, i := range []int{27, 28} {
+		emulator.AddAvailable(twiliosim.AvailableNumber{PhoneNumber: number(i)})
+	}
+
 	k8s, err := client.New(cfg, client.Options{Scheme: scheme})
 	if err != nil {
 		t.Fatal(err)
@@ -256,8 +266,11 @@ func addNumbers(e *twiliosim.Server) {
 		}
 		e.AddNumber(n)
 	}
-	for i := range 22 {
+	for i := range 29 {
 		switch i {
+		case 22, 23, 24:
+			add(i, fxSIDMain, func(n *twiliosim.Number) { n.SmsURL = "https://old-platform.example.com/sms" })
+		case 25, 26, 27, 28: // bought, or asked to be bought, by the purchase scenarios
 		case 1: // routes to the webhook server already
 			add(i, fxSIDMain, func(n *twiliosim.Number) { n.VoiceURL, n.StatusCallback = fxVoiceURL, "" })
 		case 4:
@@ -449,6 +462,68 @@ var scenarios = []scenario{
 		r.record(t, u, "A spec change as the API server returns it, before the operator has reconciled the new generation.",
 			numberDir+"/testdata/number-generation-not-observed.yaml")
 	}},
+	{"messaging", func(t *testing.T, r *recorder) {
+		messaging := func(n *twiliov1.TwilioPhoneNumber) { n.Spec.Messaging = twiliov1.MessagingEnabled }
+		r.createNumber(t, nsVoice, "texting-line", "acme", number(22), messaging)
+		n := r.wait(t, numberKind, nsVoice, "texting-line", func(u *unstructured.Unstructured) bool {
+			return settledAt(twiliov1.ConditionReady, "True", twiliov1.ReasonConfigured)(u) &&
+				hasCondition(u, twiliov1.ConditionMessaging, "True", twiliov1.ReasonSMSRouted)
+		})
+		r.record(t, n, "Taken over with spec.messaging Enabled: its SMS route to the webhook server too, their original saved.",
+			numberDir+"/testdata/number-messaging.yaml")
+	}},
+	{"messaging-service", func(t *testing.T, r *recorder) {
+		r.createNumber(t, nsVoice, "pooled-line", "acme", number(23), func(n *twiliov1.TwilioPhoneNumber) { n.Spec.Messaging = twiliov1.MessagingEnabled })
+		n := r.wait(t, numberKind, nsVoice, "pooled-line", func(u *unstructured.Unstructured) bool {
+			return settledAt(twiliov1.ConditionReady, "True", twiliov1.ReasonConfigured)(u) &&
+				hasCondition(u, twiliov1.ConditionMessaging, "False", twiliov1.ReasonInMessagingService)
+		})
+		r.record(t, n, "spec.messaging Enabled on a number in a Messaging Service that overrides its SMS routing: calls are taken over, SMS left to the service and reported.",
+			numberDir+"/testdata/number-in-messaging-service.yaml")
+	}},
+	{"messaging-voice-not-routed", func(t *testing.T, r *recorder) {
+		r.createNumber(t, nsVoice, "mute-line", "acme", number(24), func(n *twiliov1.TwilioPhoneNumber) {
+			n.Spec.Messaging, n.Spec.Agent = twiliov1.MessagingEnabled, nil
+		})
+		n := r.wait(t, numberKind, nsVoice, "mute-line", func(u *unstructured.Unstructured) bool {
+			return settledAt(twiliov1.ConditionReady, "False", twiliov1.ReasonNoAgent)(u) &&
+				hasCondition(u, twiliov1.ConditionMessaging, "False", twiliov1.ReasonVoiceNotRouted)
+		})
+		r.record(t, n, "spec.messaging Enabled without spec.agent: neither calls nor SMS are taken over.",
+			numberDir+"/testdata/number-messaging-voice-not-routed.yaml")
+	}},
+	{"purchase-not-allowed", func(t *testing.T, r *recorder) {
+		r.createNumber(t, nsVoice, "wanted-line", "acme", number(25), func(n *twiliov1.TwilioPhoneNumber) { n.Spec.Acquire = twiliov1.AcquirePurchase })
+		n := r.waitReady(t, nsVoice, "wanted-line", "False", twiliov1.ReasonPurchaseNotAllowed)
+		r.record(t, n, "acquire: Purchase for a number not in the account, through an account that does not allow purchases: nothing is bought.",
+			numberDir+"/testdata/number-purchase-not-allowed.yaml")
+	}},
+	{"purchase", func(t *testing.T, r *recorder) {
+		r.createAccount(t, nsVoice, "shop", secretMain, fxSIDMain, func(a *twiliov1.TwilioAccount) {
+			a.Spec.Purchasing = &twiliov1.PurchasingSpec{Enabled: true, MaxNumbers: 1}
+		})
+		buy := func(n *twiliov1.TwilioPhoneNumber) { n.Spec.Acquire = twiliov1.AcquirePurchase }
+		r.createNumber(t, nsVoice, "sold-line", "shop", number(26), buy)
+		n := r.waitReady(t, nsVoice, "sold-line", "False", twiliov1.ReasonNumberUnavailable)
+		r.record(t, n, "acquire: Purchase for a number Twilio does not sell: nothing is bought, and it is not asked again until the spec changes.",
+			numberDir+"/testdata/number-unavailable.yaml")
+		r.createNumber(t, nsVoice, "bought-line", "shop", number(27), buy)
+		n = r.wait(t, numberKind, nsVoice, "bought-line", func(u *unstructured.Unstructured) bool {
+			sid, _, _ := unstructured.NestedString(u.Object, "status", "purchase", "phoneNumberSid")
+			return settledAt(twiliov1.ConditionReady, "True", twiliov1.ReasonConfigured)(u) && sid != ""
+		})
+		r.record(t, n, "Bought by the operator with its voice routing set in the purchase: configured, Twilio had no previous URL.",
+			numberDir+"/testdata/number-purchased.yaml")
+		r.createNumber(t, nsVoice, "extra-line", "shop", number(28), buy)
+		n = r.waitReady(t, nsVoice, "extra-line", "False", twiliov1.ReasonPurchaseLimitReached)
+		r.record(t, n, "A purchase that would put the account over spec.purchasing.maxNumbers: nothing is bought.",
+			numberDir+"/testdata/number-purchase-limit-reached.yaml")
+		// The bought number is released outside the operator (the Console).
+		r.releaseInTwilio(t, n, number(27))
+		n = r.waitReady(t, nsVoice, "bought-line", "False", twiliov1.ReasonPurchaseLost)
+		r.record(t, n, "Bought by the operator, then released outside it: not bought again on its own.",
+			numberDir+"/testdata/number-purchase-lost.yaml")
+	}},
 	{"account-deleting-numbers-still-routed", func(t *testing.T, r *recorder) {
 		r.createSecret(t, nsVoice, "leaving-credentials", map[string]string{controllers.SecretKeyAuthToken: fxToken})
 		r.createAccount(t, nsVoice, "leaving", "leaving-credentials", fxSIDMain, nil)
@@ -559,6 +634,34 @@ func init() {
 }
 
 // Writing objects.
+
+// releaseInTwilio deletes a number from the emulated account over its REST
+// API, as a Console user would.
+func (r *recorder) releaseInTwilio(t *testing.T, _ *unstructured.Unstructured, e164 string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodDelete, r.simURL+"/2010-04-01/Accounts/"+fxSIDMain+"/IncomingPhoneNumbers/"+r.sidOf(t, e164)+".json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.SetBasicAuth(fxSIDMain, fxToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("release %s in the emulator: %s", e164, resp.Status)
+	}
+}
+
+func (r *recorder) sidOf(t *testing.T, e164 string) string {
+	t.Helper()
+	n, ok := r.emulator.NumberByPhone(e164)
+	if !ok {
+		t.Fatalf("%s is not in the emulator", e164)
+	}
+	return n.SID
+}
 
 func (r *recorder) createSecret(t *testing.T, ns, name string, data map[string]string) {
 	t.Helper()
@@ -788,8 +891,34 @@ func (r *recorder) normalise(u *unstructured.Unstructured) *unstructured.Unstruc
 		utilruntime.Must(unstructured.SetNestedSlice(obj.Object, conds, "status", "conditions"))
 	}
 	obj.Object = replaceStrings(obj.Object, r.simURL, fxEmulatorURL).(map[string]any)
+	normalisePurchase(obj)
 	return obj
 }
+
+// normalisePurchase replaces what a purchase makes up (its intent ID, the
+// bought number's SID, the times, the record's MAC) with values derived
+// from the object's name, wherever they appear.
+func normalisePurchase(obj *unstructured.Unstructured) {
+	p, found, _ := unstructured.NestedStringMap(obj.Object, "status", "purchase")
+	if !found {
+		return
+	}
+	sum := sha256.Sum256([]byte("purchase/" + obj.GetName()))
+	h := hex.EncodeToString(sum[:])
+	for key, fixed := range map[string]string{
+		"intentId": h[:12], "phoneNumberSid": "PN" + h[:32], "requestedAt": fxTransition, "purchasedAt": fxTransition,
+	} {
+		if v := p[key]; v != "" {
+			obj.Object = replaceStrings(obj.Object, v, fixed).(map[string]any)
+		}
+	}
+	if a := obj.GetAnnotations(); a[twiliov1.AnnotationPurchase] != "" {
+		a[twiliov1.AnnotationPurchase] = purchaseMAC.ReplaceAllString(a[twiliov1.AnnotationPurchase], `"mac":"`+h[32:]+`"`)
+		obj.SetAnnotations(a)
+	}
+}
+
+var purchaseMAC = regexp.MustCompile(`"mac":"[^"]*"`)
 
 func replaceStrings(v any, old, repl string) any {
 	switch v := v.(type) {

@@ -171,6 +171,22 @@ func (l *accountLocks) lock(key types.NamespacedName) func() {
 	return m.Unlock
 }
 
+// saleKey names one generation of an object: a sale Twilio refused is not
+// asked for again until the object's spec changes (kept in memory: a
+// restarted manager asks once more; a status read could lag behind).
+type saleKey struct {
+	uid        types.UID
+	generation int64
+}
+
+// saleRefused returns why Twilio refused to sell this generation's number,
+// "" when it has not.
+func (r *TwilioPhoneNumberReconciler) saleRefused(obj *twiliov1.TwilioPhoneNumber) string {
+	why, _ := r.refusedSales.Load(saleKey{obj.UID, obj.Generation})
+	msg, _ := why.(string)
+	return msg
+}
+
 // purchaseRefusal says why the account does not allow purchases ("" when it does).
 func purchaseRefusal(acct *twiliov1.TwilioAccount) string {
 	if p := acct.Spec.Purchasing; p == nil || !p.Enabled {
@@ -214,6 +230,10 @@ func (r *TwilioPhoneNumberReconciler) ensurePurchased(ctx context.Context, s *nu
 	case !obj.RoutingEnabled():
 		markNotFoundWhy(s, "it is bought only while voiceRouting is Enabled")
 		return r.twilioResult(obj, nil)
+	case rec == nil && r.saleRefused(obj) != "":
+		// Twilio refused to sell it for this generation: not asked again
+		// every poll (each ask is a create call), until the spec changes.
+		return r.markStalled(s, twiliov1.ReasonNumberUnavailable, r.saleRefused(obj))
 	}
 	if why := purchaseRefusal(s.acct); why != "" {
 		return r.markStalled(s, twiliov1.ReasonPurchaseNotAllowed, why)
@@ -255,11 +275,13 @@ func (r *TwilioPhoneNumberReconciler) ensurePurchased(ctx context.Context, s *nu
 		fmt.Sprintf("Buying %s (purchase %s) with its voice routing set to %s", obj.Spec.PhoneNumber, rec.IntentID, r.VoiceURL))
 	n, err = s.conn.Client.BuyNumber(ctx, obj.Spec.PhoneNumber, intentName(*rec), r.purchaseRouting(obj))
 	if errors.Is(err, twilio.ErrNumberUnavailable) {
+		msg := fmt.Sprintf("Twilio does not sell %s (bought by someone else, or never on sale): %v. Nothing was bought, and it is not asked again until the spec changes; `kubectl twilio available` lists numbers on sale",
+			obj.Spec.PhoneNumber, err)
+		r.refusedSales.Store(saleKey{obj.UID, obj.Generation}, msg)
 		if derr := r.patchPurchase(ctx, s, nil); derr != nil {
 			return ctrl.Result{}, derr
 		}
-		return r.markStalled(s, twiliov1.ReasonNumberUnavailable, fmt.Sprintf(
-			"Twilio does not sell %s (bought by someone else, or never on sale): %v. Nothing was bought; `kubectl twilio available` lists numbers on sale", obj.Spec.PhoneNumber, err))
+		return r.markStalled(s, twiliov1.ReasonNumberUnavailable, msg)
 	}
 	if err != nil {
 		// The intent stays: the next attempt looks the number up first.

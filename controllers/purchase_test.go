@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"strings"
+	"time"
 	"sync/atomic"
 	"testing"
 
@@ -20,6 +21,9 @@ func allowPurchases(maxNumbers int32, allowRelease bool) func(*twiliov1.TwilioAc
 		a.Spec.Purchasing = &twiliov1.PurchasingSpec{Enabled: true, MaxNumbers: maxNumbers, AllowRelease: allowRelease}
 	}
 }
+
+// buyer points a TwilioAccount at the emulated account purchases happen in.
+func buyer(a *twiliov1.TwilioAccount) { a.Spec.AccountSID = testBuyerSID }
 
 func purchaseOn(n *twiliov1.TwilioPhoneNumber) { n.Spec.Acquire = twiliov1.AcquirePurchase }
 
@@ -59,7 +63,7 @@ func waitBought(t *testing.T, ns, name string) *twiliov1.TwilioPhoneNumber {
 // no previous URL.
 func TestBuyWithRoutingSetAtPurchase(t *testing.T) {
 	ns := newNamespace(t)
-	acct := createAccount(t, ns, testAuthToken, allowPurchases(2, false))
+	acct := createAccount(t, ns, testAuthToken, buyer, allowPurchases(2, false))
 	e164 := onSale()
 	createNumber(t, ns, "bought", acct, e164, func(n *twiliov1.TwilioPhoneNumber) {
 		purchaseOn(n)
@@ -100,7 +104,7 @@ func TestBuyWithRoutingSetAtPurchase(t *testing.T) {
 // account's opt-in, nor above maxNumbers, and no create call either way.
 func TestPurchaseRefusedWithoutOptInOrOverTheLimit(t *testing.T) {
 	ns := newNamespace(t)
-	acct := createAccount(t, ns, testAuthToken)
+	acct := createAccount(t, ns, testAuthToken, buyer)
 	e164 := onSale()
 	createNumber(t, ns, "no-opt-in", acct, e164, purchaseOn)
 	obj := waitReady(t, ns, "no-opt-in", metav1.ConditionFalse, twiliov1.ReasonPurchaseNotAllowed)
@@ -135,7 +139,7 @@ func TestPurchaseRefusedWithoutOptInOrOverTheLimit(t *testing.T) {
 // bought exactly once.
 func TestPurchaseNeverTwice(t *testing.T) {
 	ns := newNamespace(t)
-	acct := createAccount(t, ns, testAuthToken, allowPurchases(5, false))
+	acct := createAccount(t, ns, testAuthToken, buyer, allowPurchases(5, false))
 
 	lost := onSale()
 	emulator.FailNext(func(r twiliosim.Request) bool {
@@ -167,7 +171,7 @@ func TestPurchaseNeverTwice(t *testing.T) {
 // not on sale) leaves nothing bought and no purchase record.
 func TestNumberNotOnSaleIsReported(t *testing.T) {
 	ns := newNamespace(t)
-	acct := createAccount(t, ns, testAuthToken, allowPurchases(5, true))
+	acct := createAccount(t, ns, testAuthToken, buyer, allowPurchases(5, true))
 	e164 := nextE164() // never stocked
 	createNumber(t, ns, "gone", acct, e164, purchaseOn)
 	obj := waitReady(t, ns, "gone", metav1.ConditionFalse, twiliov1.ReasonNumberUnavailable)
@@ -176,6 +180,8 @@ func TestNumberNotOnSaleIsReported(t *testing.T) {
 	g.Expect(obj.Annotations).NotTo(HaveKey(twiliov1.AnnotationPurchase))
 	_, found := emulator.NumberByPhone(e164)
 	g.Expect(found).To(BeFalse())
+	g.Consistently(func() int { return len(creates(e164)) }, 3*time.Second, 200*time.Millisecond).Should(Equal(1),
+		"a refused sale is not asked again every poll")
 }
 
 // TestReleaseOnlyWithAllThreeConditions: deletionPolicy Release releases a
@@ -187,7 +193,7 @@ func TestReleaseOnlyWithAllThreeConditions(t *testing.T) {
 
 	// Bought, Release, but the account does not allow releases.
 	ns := newNamespace(t)
-	acct := createAccount(t, ns, testAuthToken, allowPurchases(5, false))
+	acct := createAccount(t, ns, testAuthToken, buyer, allowPurchases(5, false))
 	e164 := onSale()
 	createNumber(t, ns, "kept", acct, e164, func(n *twiliov1.TwilioPhoneNumber) { purchaseOn(n); release(n) })
 	sid := waitBought(t, ns, "kept").Status.Purchase.PhoneNumberSID
@@ -200,9 +206,9 @@ func TestReleaseOnlyWithAllThreeConditions(t *testing.T) {
 	// Not bought by the operator, Release, the account allows releases:
 	// restored, never released, even with a forged purchase record.
 	ns2 := newNamespace(t)
-	acct2 := createAccount(t, ns2, testAuthToken, allowPurchases(5, true))
+	acct2 := createAccount(t, ns2, testAuthToken, buyer, allowPurchases(5, true))
 	existing := nextE164()
-	tw := addTwilioNumber(existing, withURL("https://old-platform.example.com/voice"))
+	tw := emulator.AddNumber(twiliosim.Number{AccountSID: testBuyerSID, PhoneNumber: existing, VoiceURL: "https://old-platform.example.com/voice"})
 	createNumber(t, ns2, "adopted", acct2, existing, func(n *twiliov1.TwilioPhoneNumber) {
 		release(n)
 		n.Annotations = map[string]string{twiliov1.AnnotationPurchase: `{"record":{"intentId":"forged","requestedAt":"2026-01-01T00:00:00Z","phoneNumberSid":"` + tw.SID + `"},"mac":"AAAA"}`}

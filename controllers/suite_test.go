@@ -35,6 +35,9 @@ import (
 const (
 	testAccountSID = "AC0123456789abcdef0123456789abcdef"
 	testAuthToken  = "s3cr3tT0ken"
+	// testBuyerSID is the emulated account the purchase tests buy and
+	// release numbers in; nothing is ever bought or released in testAccountSID.
+	testBuyerSID = "ACb0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0"
 	testPublicURL  = "https://voice.example.com"
 	testVoiceURL   = testPublicURL + VoicePath
 	testPoll       = 2 * time.Second
@@ -78,6 +81,7 @@ func runSuite(m *testing.M) int {
 
 	emulator = twiliosim.New()
 	emulator.AddAccount(twiliosim.Account{SID: testAccountSID, AuthToken: testAuthToken, FriendlyName: "Test account"})
+	emulator.AddAccount(twiliosim.Account{SID: testBuyerSID, AuthToken: testAuthToken, FriendlyName: "Buyer account"})
 	if simURL, err = emulator.Start("127.0.0.1:0"); err != nil {
 		fmt.Fprintln(os.Stderr, "start emulator:", err)
 		return 1

@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -70,6 +72,7 @@ type TwilioPhoneNumberReconciler struct {
 	rejected      rejections
 	gates         *takeoverGates
 	purchaseLocks accountLocks
+	refusedSales  sync.Map // saleKey → why Twilio refused the sale: see saleRefused
 }
 
 // numberScope carries what one reconcile learned, shared by its steps.
@@ -261,7 +264,7 @@ func (r *TwilioPhoneNumberReconciler) reconcileDelete(ctx context.Context, s *nu
 func (r *TwilioPhoneNumberReconciler) restoreBlocked(s *numberScope, what string) (ctrl.Result, error) {
 	obj := s.obj
 	setCondition(&obj.Status.Conditions, obj.Generation, twiliov1.ConditionReady, metav1.ConditionFalse, twiliov1.ReasonRestoreBlocked,
-		fmt.Sprintf("%s while TwilioAccount %q is not Ready; fix the account, or set deletionPolicy: Orphan to delete without touching the number",
+		fmt.Sprintf("%s while TwilioAccount %q is not Ready; fix the account, or set deletionPolicy: Orphan to delete without restoring",
 			what, obj.Spec.AccountRef.Name))
 	return ctrl.Result{}, nil // the account watch requeues this object
 }
@@ -664,6 +667,9 @@ func (r *TwilioPhoneNumberReconciler) routed(ctx context.Context, s *numberScope
 	return r.twilioResult(obj, nil)
 }
 
+// handingBackMessage starts the Ready message of a hand-back under way.
+const handingBackMessage = "Handing the number back: "
+
 // ensureRestored writes back the original that the API server's guard holds
 // and, only after Twilio accepted it, forgets it (status, then annotation and
 // finalizer).
@@ -678,8 +684,15 @@ func (r *TwilioPhoneNumberReconciler) ensureRestored(ctx context.Context, s *num
 	}
 	if saved == nil {
 		obj.Status.ConfiguredVoiceURL = "" // nothing of ours is configured
-		if !r.prevCurrent(s, twiliov1.ReasonRoutingDisabled) {
+		switch {
+		case r.prevCurrent(s, twiliov1.ReasonRoutingDisabled):
 			// Keep the message of a hand-back this generation already reported.
+		case r.prevCurrent(s, twiliov1.ReasonProgressing) && strings.HasPrefix(s.prevReady.Message, handingBackMessage):
+			// The hand-back finished (its saved copy is forgotten) after the
+			// copy this reconcile read was cached.
+			setCondition(&obj.Status.Conditions, obj.Generation, twiliov1.ConditionReady, metav1.ConditionTrue, twiliov1.ReasonRoutingDisabled,
+				"Voice routing is Disabled; the original routing is back in place ("+describe(s.live.Routing)+")")
+		default:
 			setCondition(&obj.Status.Conditions, obj.Generation, twiliov1.ConditionReady, metav1.ConditionTrue, twiliov1.ReasonRoutingDisabled,
 				"Voice routing is Disabled; the operator holds no saved routing for this number and leaves it as it is ("+describe(s.live.Routing)+")")
 		}
@@ -703,7 +716,7 @@ func (r *TwilioPhoneNumberReconciler) ensureRestored(ctx context.Context, s *num
 	// Until the saved state is forgotten the hand-back is still under way;
 	// RoutingDisabled is written after, with nothing saved left.
 	setCondition(&obj.Status.Conditions, obj.Generation, twiliov1.ConditionReady, metav1.ConditionFalse, twiliov1.ReasonProgressing,
-		"Handing the number back: the original routing is in place in Twilio ("+describeSaved(*saved)+"); forgetting the saved copy")
+		handingBackMessage+"the original routing is in place in Twilio ("+describeSaved(*saved)+"); forgetting the saved copy")
 	if err := r.forgetOriginal(ctx, s); err != nil {
 		return ctrl.Result{}, err
 	}

@@ -418,7 +418,8 @@ func TestSchemaRefusesInvalidObjects(t *testing.T) {
 			return n
 		}(), "phoneNumber must be in E.164 form"},
 		{"unknown routing", func() client.Object { n := valid(); n.Spec.VoiceRouting = "Off"; return n }(), `spec.voiceRouting: Unsupported value: "Off": supported values: "Enabled", "Disabled"`},
-		{"unknown deletion policy", func() client.Object { n := valid(); n.Spec.DeletionPolicy = "Release"; return n }(), `supported values: "Restore", "Orphan"`},
+		{"unknown deletion policy", func() client.Object { n := valid(); n.Spec.DeletionPolicy = "Delete"; return n }(), `supported values: "Restore", "Orphan", "Release"`},
+		{"unknown acquire", func() client.Object { n := valid(); n.Spec.Acquire = "Buy"; return n }(), `supported values: "Existing", "Purchase"`},
 		{"agent not a websocket", func() client.Object {
 			n := valid()
 			n.Spec.Agent = &twiliov1.AgentSpec{URL: "http://agent/media"}
@@ -434,6 +435,11 @@ func TestSchemaRefusesInvalidObjects(t *testing.T) {
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: "bad-"},
 			Spec:       twiliov1.TwilioAccountSpec{AccountSID: "AC123", CredentialsSecretRef: twiliov1.SecretReference{Name: "s"}},
 		}, "spec.accountSid: Invalid value: \"AC123\": accountSid must be a Twilio account SID: AC followed by 32 hexadecimal characters, as shown in the Twilio Console"},
+		{"purchases without a cap", &twiliov1.TwilioAccount{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: "bad-"},
+			Spec: twiliov1.TwilioAccountSpec{AccountSID: testAccountSID, CredentialsSecretRef: twiliov1.SecretReference{Name: "s"},
+				Purchasing: &twiliov1.PurchasingSpec{Enabled: true}},
+		}, "spec.purchasing.maxNumbers must be above 0 when purchases are enabled"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
