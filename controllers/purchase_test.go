@@ -2,9 +2,9 @@ package controllers
 
 import (
 	"strings"
-	"time"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	. "github.com/onsi/gomega"
 	"github.com/prometheus/client_golang/prometheus/testutil"

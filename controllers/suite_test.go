@@ -37,10 +37,10 @@ const (
 	testAuthToken  = "s3cr3tT0ken"
 	// testBuyerSID is the emulated account the purchase tests buy and
 	// release numbers in; nothing is ever bought or released in testAccountSID.
-	testBuyerSID = "ACb0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0"
-	testPublicURL  = "https://voice.example.com"
-	testVoiceURL   = testPublicURL + VoicePath
-	testPoll       = 2 * time.Second
+	testBuyerSID  = "ACb0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0"
+	testPublicURL = "https://voice.example.com"
+	testVoiceURL  = testPublicURL + VoicePath
+	testPoll      = 2 * time.Second
 )
 
 // earlierVoiceURL is a voice URL of an earlier public URL of the operator.
