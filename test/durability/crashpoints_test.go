@@ -56,22 +56,12 @@ func crashPointScenario(t *testing.T, k int64) (crashed bool) {
 	orig := sim.AddNumber(twiliosim.Number{AccountSID: accountSID, PhoneNumber: fmt.Sprintf("+1629555%04d", k),
 		VoiceURL: "https://old.example.com/voice", VoiceMethod: "GET", StatusCallback: "https://status.example.com/cb",
 		SmsURL: "https://old.example.com/sms", SmsMethod: "GET", SmsFallbackURL: "https://old.example.com/sms-fallback"})
-	sup := &supervisor{
-		cfg: restCfg, lag: 200 * time.Millisecond, rng: rand.New(rand.NewPCG(uint64(k), 1)), crashAt: k,
-		opts: controllers.Options{VoiceURL: voiceURL, PollInterval: pollPeriod, ConcurrentReconciles: 2, GuardKey: guardKey, AllowedAPIURLs: []string{simURL}},
-	}
-	g.Expect(sup.start(ctx)).To(Succeed())
+	sup := startCrashing(ctx, g, simURL, k, 1)
 	defer func() {
 		cancel()
 		<-sup.finished
 	}()
-	// The account is verified before the number exists (only the number's
-	// writes are counted).
-	g.Eventually(func(g Gomega) {
-		acct := &twiliov1.TwilioAccount{}
-		g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns.Name, Name: "main"}, acct)).To(Succeed())
-		g.Expect(meta.IsStatusConditionTrue(acct.Status.Conditions, twiliov1.ConditionReady)).To(BeTrue())
-	}).WithTimeout(30 * time.Second).Should(Succeed())
+	waitVerified(ctx, g, ns.Name)
 
 	key := client.ObjectKey{Namespace: ns.Name, Name: "n"}
 	g.Expect(k8s.Create(ctx, &twiliov1.TwilioPhoneNumber{
@@ -171,20 +161,12 @@ func purchaseCrashScenario(t *testing.T, k int64) (crashed bool) {
 		acct.Spec.Purchasing = &twiliov1.PurchasingSpec{Enabled: true, MaxNumbers: 1, AllowRelease: true}
 		return k8s.Update(ctx, acct)
 	}).WithTimeout(10 * time.Second).Should(Succeed())
-	sup := &supervisor{
-		cfg: restCfg, lag: 200 * time.Millisecond, rng: rand.New(rand.NewPCG(uint64(k), 3)), crashAt: k,
-		opts: controllers.Options{VoiceURL: voiceURL, PollInterval: pollPeriod, ConcurrentReconciles: 2, GuardKey: guardKey, AllowedAPIURLs: []string{simURL}},
-	}
-	g.Expect(sup.start(ctx)).To(Succeed())
+	sup := startCrashing(ctx, g, simURL, k, 3)
 	defer func() {
 		cancel()
 		<-sup.finished
 	}()
-	g.Eventually(func(g Gomega) {
-		acct := &twiliov1.TwilioAccount{}
-		g.Expect(k8s.Get(ctx, acctKey, acct)).To(Succeed())
-		g.Expect(meta.IsStatusConditionTrue(acct.Status.Conditions, twiliov1.ConditionReady)).To(BeTrue())
-	}).WithTimeout(30 * time.Second).Should(Succeed())
+	waitVerified(ctx, g, ns.Name)
 
 	key := client.ObjectKey{Namespace: ns.Name, Name: "n"}
 	g.Expect(k8s.Create(ctx, &twiliov1.TwilioPhoneNumber{
@@ -240,4 +222,25 @@ func (s *supervisor) logWrites(t *testing.T) {
 	for i, w := range cur.log {
 		t.Logf("write %d of the last incarnation: %s", i+1, w)
 	}
+}
+
+// startCrashing starts a manager that dies right after its k-th write (and
+// is restarted).
+func startCrashing(ctx context.Context, g Gomega, simURL string, k int64, seed uint64) *supervisor {
+	sup := &supervisor{
+		cfg: restCfg, lag: 200 * time.Millisecond, rng: rand.New(rand.NewPCG(uint64(k), seed)), crashAt: k,
+		opts: controllers.Options{VoiceURL: voiceURL, PollInterval: pollPeriod, ConcurrentReconciles: 2, GuardKey: guardKey, AllowedAPIURLs: []string{simURL}},
+	}
+	g.Expect(sup.start(ctx)).To(Succeed())
+	return sup
+}
+
+// waitVerified waits until the namespace's account "main" is verified,
+// before the number exists: only the number's writes are counted.
+func waitVerified(ctx context.Context, g Gomega, ns string) {
+	g.Eventually(func(g Gomega) {
+		acct := &twiliov1.TwilioAccount{}
+		g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "main"}, acct)).To(Succeed())
+		g.Expect(meta.IsStatusConditionTrue(acct.Status.Conditions, twiliov1.ConditionReady)).To(BeTrue())
+	}).WithTimeout(30 * time.Second).Should(Succeed())
 }
