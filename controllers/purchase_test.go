@@ -98,6 +98,12 @@ func TestBuyWithRoutingSetAtPurchase(t *testing.T) {
 	live = twilioNumber(g, obj.Status.Purchase.PhoneNumberSID)
 	g.Expect([]string{live.VoiceURL, live.SmsURL}).To(Equal([]string{"", ""}))
 	g.Expect(getNumber(g, ns, "bought").Finalizers).To(ContainElement(Finalizer), "kept, so that the deletion policy of a bought number applies")
+
+	// Deleted with deletionPolicy Restore: it goes, and the number stays.
+	deleteNumber(t, ns, "bought")
+	waitGone(t, ns, "bought")
+	_, kept := emulator.Number(obj.Status.Purchase.PhoneNumberSID)
+	g.Expect(kept).To(BeTrue(), "Restore never releases")
 }
 
 // TestPurchaseRefusedWithoutOptInOrOverTheLimit: no purchase without the

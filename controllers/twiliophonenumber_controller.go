@@ -220,7 +220,10 @@ func (r *TwilioPhoneNumberReconciler) reconcileDelete(ctx context.Context, s *nu
 		return ctrl.Result{}, err
 	}
 	switch rec := purchaseOf(r.GuardKey, obj); {
-	case rec != nil && obj.Spec.DeletionPolicy != twiliov1.DeletionPolicyOrphan:
+	case rec != nil && obj.Spec.DeletionPolicy != twiliov1.DeletionPolicyOrphan &&
+		(!rec.bought() || obj.Spec.DeletionPolicy == twiliov1.DeletionPolicyRelease):
+		// A pending purchase is settled, and a Release applied; a bought
+		// number with Restore is restored like any other.
 		if done, res, err := r.deletePurchased(ctx, s, rec); done || err != nil {
 			return res, err
 		}
