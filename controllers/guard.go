@@ -225,8 +225,9 @@ func (r *TwilioPhoneNumberReconciler) patchGuard(ctx context.Context, s *numberS
 	base := m.DeepCopy()
 	if saved == nil {
 		delete(m.Annotations, twiliov1.AnnotationSavedRouting)
-		// A number this operator bought keeps the finalizer while its
-		// object lives, so that its deletion policy (Release) is applied.
+		// A purchase record keeps the finalizer while the object lives
+		// (see patchPurchase): a pending purchase is settled, and a bought
+		// number's deletion policy (Release) applied, when it is deleted.
 		if purchaseOf(r.GuardKey, s.obj) == nil || !s.obj.DeletionTimestamp.IsZero() {
 			controllerutil.RemoveFinalizer(m, Finalizer)
 		}

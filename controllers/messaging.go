@@ -3,7 +3,6 @@ package controllers
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -15,7 +14,6 @@ import (
 
 	twiliov1 "github.com/loquent/twilio-voice-operator/api/v1alpha1"
 	"github.com/loquent/twilio-voice-operator/internal/twilio"
-	"github.com/loquent/twilio-voice-operator/internal/twiliosig"
 )
 
 // SMS routing (spec.messaging) follows the voice take-over and keeps its
@@ -39,37 +37,10 @@ type smsPlan struct {
 	service *twilio.MessagingService
 }
 
-// siblingURL is the webhook server's endpoint path next to voiceURL: the
-// same origin and path prefix, without the voice URL's query.
-func siblingURL(voiceURL, path string) string {
-	u, err := url.Parse(voiceURL)
-	if err != nil {
-		return ""
-	}
-	return u.Scheme + "://" + u.Host + strings.TrimSuffix(u.Path, VoicePath) + path
-}
-
 // eventsURL is the SmsUrl the operator sets: the events endpoint with
 // Twilio's connection overrides, so a failed delivery is retried.
 func (r *TwilioPhoneNumberReconciler) eventsURL() string {
-	return siblingURL(r.VoiceURL, EventsPath) + twiliosig.ConnectionOverrides
-}
-
-// ownSMSURL reports whether smsURL is the events endpoint of this install,
-// at its public URL or an earlier one (fragment and query ignored): such a
-// URL is never saved as an original.
-func (r *TwilioPhoneNumberReconciler) ownSMSURL(smsURL string, earlier []string) bool {
-	if smsURL == "" {
-		return false
-	}
-	base, _, _ := strings.Cut(smsURL, "#")
-	base, _, _ = strings.Cut(base, "?")
-	for _, v := range append([]string{r.VoiceURL}, earlier...) {
-		if v != "" && base == siblingURL(v, EventsPath) {
-			return true
-		}
-	}
-	return false
+	return r.callbackURL(EventsPath)
 }
 
 // smsRoutesHere reports whether Twilio sends the number's SMS to the
@@ -99,7 +70,7 @@ func (r *TwilioPhoneNumberReconciler) captureSMS(rec *twiliov1.SavedRouting, liv
 	rec.SmsURL, rec.SmsMethod = live.SmsURL, live.SmsMethod
 	rec.SmsFallbackURL, rec.SmsFallbackMethod = live.SmsFallbackURL, live.SmsFallbackMethod
 	rec.SmsApplicationSID = live.SmsApplicationSID
-	if r.ownSMSURL(rec.SmsURL, earlier) {
+	if r.ownCallbackURL(rec.SmsURL, EventsPath, earlier) {
 		rec.SmsURL = ""
 	}
 }
@@ -122,7 +93,7 @@ func (r *TwilioPhoneNumberReconciler) smsUpdate(plan smsPlan, live twilio.Routin
 		if live.SmsApplicationSID != "" {
 			u.SmsApplicationSID = ptr("")
 		}
-	case !plan.want && saved != nil && saved.SMSSaved && live.SmsApplicationSID == "" && r.ownSMSURL(live.SmsURL, earlier):
+	case !plan.want && saved != nil && saved.SMSSaved && live.SmsApplicationSID == "" && r.ownCallbackURL(live.SmsURL, EventsPath, earlier):
 		restoreSMS(*saved, live, u)
 	}
 }
@@ -152,7 +123,6 @@ func smsMatchesSaved(r twilio.Routing, s twiliov1.SavedRouting) bool {
 	if !s.SMSSaved {
 		return true
 	}
-	eqMethod := func(live, saved string) bool { return saved == "" || strings.EqualFold(live, saved) }
 	return r.SmsURL == s.SmsURL && r.SmsFallbackURL == s.SmsFallbackURL && r.SmsApplicationSID == s.SmsApplicationSID &&
 		eqMethod(r.SmsMethod, s.SmsMethod) && eqMethod(r.SmsFallbackMethod, s.SmsFallbackMethod)
 }

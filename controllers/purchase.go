@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	twiliov1 "github.com/loquent/twilio-voice-operator/api/v1alpha1"
@@ -126,18 +127,25 @@ func isIntent(n twilio.Number, rec *purchaseRecord) bool {
 	return rec != nil && strings.Contains(n.FriendlyName, rec.IntentID)
 }
 
-// patchPurchase writes the purchase record (nil removes it) in one
-// metadata patch under a resourceVersion precondition.
+// patchPurchase writes the purchase record with the finalizer (nil removes
+// the record, and the finalizer unless a saved original still needs it) in
+// one metadata patch under a resourceVersion precondition.
 func (r *TwilioPhoneNumberReconciler) patchPurchase(ctx context.Context, s *numberScope, rec *purchaseRecord) error {
 	m := &twiliov1.TwilioPhoneNumber{ObjectMeta: *s.obj.ObjectMeta.DeepCopy()}
 	base := m.DeepCopy()
 	if rec == nil {
 		delete(m.Annotations, twiliov1.AnnotationPurchase)
+		if saved, _ := savedFromAnnotation(r.GuardKey, s.obj); saved == nil {
+			controllerutil.RemoveFinalizer(m, Finalizer)
+		}
 	} else {
 		if m.Annotations == nil {
 			m.Annotations = map[string]string{}
 		}
 		m.Annotations[twiliov1.AnnotationPurchase] = purchaseAnnotation(r.GuardKey, s.obj, *rec)
+		// With the intent, before the create call: an object deleted while
+		// its purchase is pending is kept until the purchase is settled.
+		controllerutil.AddFinalizer(m, Finalizer)
 	}
 	if equality.Semantic.DeepEqual(base.ObjectMeta, m.ObjectMeta) {
 		return nil
@@ -324,18 +332,25 @@ func (r *TwilioPhoneNumberReconciler) settlePurchase(ctx context.Context, s *num
 			obj.Spec.PhoneNumber, rec.IntentID)
 		return ctrl.Result{RequeueAfter: staleRetry()}, nil
 	}
+	if err := r.recordBought(ctx, s, rec); err != nil {
+		return ctrl.Result{}, err
+	}
+	return r.ensureRouted(ctx, s)
+}
+
+// recordBought records that rec bought the number in s.live (the record,
+// the counter, the event) and saves its empty original.
+func (r *TwilioPhoneNumberReconciler) recordBought(ctx context.Context, s *numberScope, rec *purchaseRecord) error {
+	obj := s.obj
 	now := time.Now().UTC().Truncate(time.Second)
 	rec.PhoneNumberSID, rec.PurchasedAt = s.live.SID, &now
 	if err := r.patchPurchase(ctx, s, rec); err != nil {
-		return ctrl.Result{}, err
+		return err
 	}
 	numbersPurchased.WithLabelValues(obj.Namespace, s.acct.Name).Inc()
 	r.event(obj, corev1.EventTypeNormal, "Purchased", "Purchase", "Bought %s (%s) through Twilio account %s, its voice routing set to %s in the purchase",
 		obj.Spec.PhoneNumber, s.live.SID, s.conn.AccountSID, r.VoiceURL)
-	if err := r.saveBoughtOriginal(ctx, s); err != nil {
-		return ctrl.Result{}, err
-	}
-	return r.ensureRouted(ctx, s)
+	return r.saveBoughtOriginal(ctx, s)
 }
 
 // saveBoughtOriginal saves the original of a number this operator bought,
@@ -410,7 +425,7 @@ func (r *TwilioPhoneNumberReconciler) releaseOnDelete(ctx context.Context, s *nu
 func markNotFoundWhy(s *numberScope, why string) {
 	obj := s.obj
 	setCondition(&obj.Status.Conditions, obj.Generation, twiliov1.ConditionReady, metav1.ConditionFalse, twiliov1.ReasonNumberNotFound,
-		fmt.Sprintf("%s is not an incoming phone number of Twilio account %s; %s", obj.Spec.PhoneNumber, s.conn.AccountSID, why))
+		fmt.Sprintf("%s is not an incoming phone number of Twilio account %s: %s", obj.Spec.PhoneNumber, s.conn.AccountSID, why))
 }
 
 // settleDeleting settles a purchase still pending when its object is
@@ -432,14 +447,7 @@ func (r *TwilioPhoneNumberReconciler) settleDeleting(ctx context.Context, s *num
 	if !isIntent(n, rec) {
 		return true, r.patchPurchase(ctx, s, nil)
 	}
-	now := time.Now().UTC().Truncate(time.Second)
-	rec.PhoneNumberSID, rec.PurchasedAt = n.SID, &now
-	if err := r.patchPurchase(ctx, s, rec); err != nil {
-		return true, err
-	}
-	numbersPurchased.WithLabelValues(obj.Namespace, s.acct.Name).Inc()
-	r.event(obj, corev1.EventTypeNormal, "Purchased", "Purchase", "Bought %s (%s); the answer of the purchase was lost, and the object is being deleted", obj.Spec.PhoneNumber, n.SID)
-	return true, r.saveBoughtOriginal(ctx, s)
+	return true, r.recordBought(ctx, s, rec)
 }
 
 // markStalled sets Ready=False with a reason that needs a human, with an

@@ -242,3 +242,41 @@ func TestReleaseOnlyWithAllThreeConditions(t *testing.T) {
 	g.Eventually(func(g Gomega) []string { return eventReasons(g, ns2, "adopted") }, wait, tick).Should(ContainElement("ReleaseRefused"))
 	g.Eventually(func(g Gomega) []string { return eventReasons(g, ns, "kept") }, wait, tick).Should(ContainElement("ReleaseRefused"))
 }
+
+// TestDeletedWhilePurchasePending: the create's answer is lost and the
+// record of the purchase cannot be written, and the object is deleted then:
+// its finalizer, written with the intent before the create, keeps it until
+// the purchase is settled and its deletion policy (Release) applied, so the
+// bought number is not left routed here and unrecorded.
+func TestDeletedWhilePurchasePending(t *testing.T) {
+	ns := newNamespace(t)
+	acct := createAccount(t, ns, testAuthToken, buyer, allowPurchases(5, true))
+	e164 := onSale()
+	emulator.FailNext(func(r twiliosim.Request) bool {
+		return r.Kind == twiliosim.KindCreateNumber && r.Form.Get("PhoneNumber") == e164
+	}, twiliosim.Fault{LoseAnswer: true}, 1)
+	var blocking atomic.Bool
+	blocking.Store(true)
+	setWriteHook(func(obj client.Object) error {
+		n, ok := obj.(*twiliov1.TwilioPhoneNumber)
+		if ok && n.Namespace == ns && blocking.Load() && strings.Contains(n.Annotations[twiliov1.AnnotationPurchase], "phoneNumberSid") {
+			return apierrors.NewServiceUnavailable("injected: the record of the purchase cannot be written")
+		}
+		return nil
+	})
+	defer setWriteHook(nil)
+	createNumber(t, ns, "pending", acct, e164, func(n *twiliov1.TwilioPhoneNumber) {
+		purchaseOn(n)
+		n.Spec.DeletionPolicy = twiliov1.DeletionPolicyRelease
+	})
+	g := NewWithT(t)
+	g.Eventually(func() int { return len(creates(e164)) }, wait, tick).Should(Equal(1), "bought, its answer lost")
+	g.Eventually(func(g Gomega) []string { return getNumber(g, ns, "pending").Finalizers }, wait, tick).
+		Should(ContainElement(Finalizer), "the pending purchase holds the object")
+	deleteNumber(t, ns, "pending")
+	blocking.Store(false)
+	waitGone(t, ns, "pending")
+	_, owned := emulator.NumberByPhone(e164)
+	g.Expect(owned).To(BeFalse(), "settled as bought, then released")
+	g.Expect(creates(e164)).To(HaveLen(1), "bought once")
+}

@@ -78,7 +78,34 @@ func (r *TwilioPhoneNumberReconciler) isRouted(s *numberScope, live twilio.Routi
 	if want, _, set := desiredFallback(obj, saved); set && live.VoiceFallbackURL != want {
 		return false
 	}
-	return wantsCallStatus(obj) == (live.StatusCallback == r.statusURL())
+	if wantsCallStatus(obj) {
+		return live.StatusCallback == r.statusURL()
+	}
+	return !r.ownCallbackURL(live.StatusCallback, StatusPath, r.earlierVoiceURLs(obj))
+}
+
+// earlierVoiceURLs are the voice URLs this operator set before on obj's
+// number or at an earlier public URL: its own, never an original.
+func (r *TwilioPhoneNumberReconciler) earlierVoiceURLs(obj *twiliov1.TwilioPhoneNumber) []string {
+	return append([]string{obj.Status.ConfiguredVoiceURL}, r.EarlierVoiceURLs...)
+}
+
+// ownCallbackURL reports whether u is the webhook server's endpoint path of
+// this install, at its public URL or an earlier one (fragment and query
+// ignored): such a URL is never saved as an original, and is what a
+// hand-back of that callback replaces.
+func (r *TwilioPhoneNumberReconciler) ownCallbackURL(u, path string, earlier []string) bool {
+	if u == "" {
+		return false
+	}
+	base, _, _ := strings.Cut(u, "#")
+	base, _, _ = strings.Cut(base, "?")
+	for _, v := range append([]string{r.VoiceURL}, earlier...) {
+		if v != "" && base == siblingURL(v, path) {
+			return true
+		}
+	}
+	return false
 }
 
 // wantsCallStatus reports whether the number asks for call status events.
@@ -92,22 +119,39 @@ const StatusPath = "/twilio/status"
 // statusURL is the webhook server's call status URL: the voice URL's origin
 // and StatusPath.
 func (r *TwilioPhoneNumberReconciler) statusURL() string {
-	u, err := url.Parse(r.VoiceURL)
+	return r.callbackURL(StatusPath)
+}
+
+// callbackURL is a callback endpoint of the webhook server the operator
+// sets on numbers: path next to the voice URL (siblingURL), with Twilio's
+// connection overrides so that a failed delivery is retried.
+func (r *TwilioPhoneNumberReconciler) callbackURL(path string) string {
+	if u := siblingURL(r.VoiceURL, path); u != "" {
+		return u + twiliosig.ConnectionOverrides
+	}
+	return ""
+}
+
+// siblingURL is the webhook server's endpoint path next to voiceURL: the
+// same origin and path prefix, without the voice URL's query.
+func siblingURL(voiceURL, path string) string {
+	u, err := url.Parse(voiceURL)
 	if err != nil {
 		return ""
 	}
-	return u.Scheme + "://" + u.Host + strings.TrimSuffix(u.Path, VoicePath) + StatusPath + twiliosig.ConnectionOverrides
+	return u.Scheme + "://" + u.Host + strings.TrimSuffix(u.Path, VoicePath) + path
 }
 
 // statusCallbackUpdate sets the status callback a take-over writes: the
 // webhook server's when the number asks for call status events; the saved
-// original when it no longer does but the live one is still ours.
-func (r *TwilioPhoneNumberReconciler) statusCallbackUpdate(obj *twiliov1.TwilioPhoneNumber, live twilio.Routing, saved *twiliov1.SavedRouting, u *twilio.RoutingUpdate) {
+// original when it no longer does but the live one is still ours (at this
+// public URL or an earlier one).
+func (r *TwilioPhoneNumberReconciler) statusCallbackUpdate(obj *twiliov1.TwilioPhoneNumber, live twilio.Routing, saved *twiliov1.SavedRouting, earlier []string, u *twilio.RoutingUpdate) {
 	switch ours := r.statusURL(); {
 	case wantsCallStatus(obj) && live.StatusCallback != ours:
 		post := "POST"
 		u.StatusCallback, u.StatusCallbackMethod = &ours, &post
-	case !wantsCallStatus(obj) && live.StatusCallback == ours:
+	case !wantsCallStatus(obj) && r.ownCallbackURL(live.StatusCallback, StatusPath, earlier):
 		orig, method := "", ""
 		if saved != nil {
 			orig, method = saved.StatusCallback, saved.StatusCallbackMethod
@@ -200,13 +244,16 @@ func restoreUpdate(s twiliov1.SavedRouting, live twilio.Routing) twilio.RoutingU
 
 // matchesSaved reports whether the live routing already equals the saved one.
 func matchesSaved(r twilio.Routing, s twiliov1.SavedRouting) bool {
-	eqMethod := func(live, saved string) bool { return saved == "" || strings.EqualFold(live, saved) }
 	return r.VoiceURL == s.VoiceURL && r.VoiceFallbackURL == s.VoiceFallbackURL &&
 		r.StatusCallback == s.StatusCallback && r.VoiceApplicationSID == s.VoiceApplicationSID &&
 		r.TrunkSID == s.TrunkSID && eqMethod(r.VoiceMethod, s.VoiceMethod) &&
 		eqMethod(r.VoiceFallbackMethod, s.VoiceFallbackMethod) && eqMethod(r.StatusCallbackMethod, s.StatusCallbackMethod) &&
 		smsMatchesSaved(r, s)
 }
+
+// eqMethod reports whether a live HTTP method matches a saved one (any,
+// when none was saved).
+func eqMethod(live, saved string) bool { return saved == "" || strings.EqualFold(live, saved) }
 
 func ptr(s string) *string { return &s }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -411,18 +412,25 @@ func TestAccountFinalizerAsksTheAPIServer(t *testing.T) {
 }
 
 // TestOwnStatusCallbackNeverSavedAsOriginal: a status callback that already
-// points at this operator's /twilio/status is never saved as the original.
+// points at this operator's /twilio/status, at its public URL or an earlier
+// one, is never saved as the original.
 func TestOwnStatusCallbackNeverSavedAsOriginal(t *testing.T) {
-	ours := testPublicURL + StatusPath + twiliosig.ConnectionOverrides
-	ns, acct, e164, tw := newScenario(t, func(n *twiliosim.Number) { n.VoiceURL, n.StatusCallback = originalURL, ours })
-	createNumber(t, ns, "left-over", acct, e164, func(n *twiliov1.TwilioPhoneNumber) {
-		n.Spec.Events = &twiliov1.EventsSpec{CallStatus: true}
-	})
-	n := waitReady(t, ns, "left-over", metav1.ConditionTrue, twiliov1.ReasonConfigured)
-	g := NewWithT(t)
-	g.Expect(n.Status.SavedRouting.VoiceURL).To(Equal(originalURL))
-	g.Expect(n.Status.SavedRouting.StatusCallback).To(BeEmpty(), "our own status URL is not an original")
-	setRouting(t, ns, "left-over", twiliov1.VoiceRoutingDisabled)
-	waitReady(t, ns, "left-over", metav1.ConditionTrue, twiliov1.ReasonRoutingDisabled)
-	g.Expect(twilioNumber(g, tw.SID).StatusCallback).To(BeEmpty(), "hand-back does not leave the number calling us")
+	for name, ours := range map[string]string{
+		"left-over": testPublicURL + StatusPath + twiliosig.ConnectionOverrides,
+		"earlier":   strings.TrimSuffix(earlierVoiceURL, VoicePath) + StatusPath + twiliosig.ConnectionOverrides,
+	} {
+		t.Run(name, func(t *testing.T) {
+			ns, acct, e164, tw := newScenario(t, func(n *twiliosim.Number) { n.VoiceURL, n.StatusCallback = originalURL, ours })
+			createNumber(t, ns, name, acct, e164, func(n *twiliov1.TwilioPhoneNumber) {
+				n.Spec.Events = &twiliov1.EventsSpec{CallStatus: true}
+			})
+			n := waitReady(t, ns, name, metav1.ConditionTrue, twiliov1.ReasonConfigured)
+			g := NewWithT(t)
+			g.Expect(n.Status.SavedRouting.VoiceURL).To(Equal(originalURL))
+			g.Expect(n.Status.SavedRouting.StatusCallback).To(BeEmpty(), "our own status URL is not an original")
+			setRouting(t, ns, name, twiliov1.VoiceRoutingDisabled)
+			waitReady(t, ns, name, metav1.ConditionTrue, twiliov1.ReasonRoutingDisabled)
+			g.Expect(twilioNumber(g, tw.SID).StatusCallback).To(BeEmpty(), "hand-back does not leave the number calling us")
+		})
+	}
 }

@@ -459,10 +459,7 @@ func (r *TwilioPhoneNumberReconciler) prevCurrent(s *numberScope, reasons ...str
 }
 
 func (r *TwilioPhoneNumberReconciler) markNotFound(s *numberScope) {
-	obj := s.obj
-	setCondition(&obj.Status.Conditions, obj.Generation, twiliov1.ConditionReady, metav1.ConditionFalse, twiliov1.ReasonNumberNotFound,
-		fmt.Sprintf("%s is not an incoming phone number of Twilio account %s: add it to the account, set spec.acquire: Purchase to buy it (if the TwilioAccount allows purchases), or fix spec.phoneNumber",
-			obj.Spec.PhoneNumber, s.conn.AccountSID))
+	markNotFoundWhy(s, "add it to the account, set spec.acquire: Purchase to buy it (if the TwilioAccount allows purchases), or fix spec.phoneNumber")
 }
 
 func (r *TwilioPhoneNumberReconciler) recordLive(s *numberScope, n twilio.Number) {
@@ -518,7 +515,7 @@ func (r *TwilioPhoneNumberReconciler) ensureRouted(ctx context.Context, s *numbe
 	}
 	// The number still points at a URL this operator set before the public
 	// URL changed: re-pointing it is the operator's own change, not drift.
-	earlier := append([]string{obj.Status.ConfiguredVoiceURL}, r.EarlierVoiceURLs...)
+	earlier := r.earlierVoiceURLs(obj)
 	ownEarlier := live.VoiceURL != "" && live.VoiceURL != r.VoiceURL && slices.Contains(earlier, live.VoiceURL) &&
 		live.TrunkSID == "" && live.VoiceApplicationSID == ""
 	// Drift: the number routed to us for this very generation and now does
@@ -547,7 +544,7 @@ func (r *TwilioPhoneNumberReconciler) ensureRouted(ctx context.Context, s *numbe
 	}
 	if savedNow {
 		orig := originalFrom(live, r.VoiceURL, earlier...)
-		if orig.StatusCallback != "" && orig.StatusCallback == r.statusURL() {
+		if r.ownCallbackURL(orig.StatusCallback, StatusPath, earlier) {
 			orig.StatusCallback, orig.StatusCallbackMethod = "", "" // ours, never an original
 		}
 		if s.sms.want {
@@ -572,7 +569,7 @@ func (r *TwilioPhoneNumberReconciler) ensureRouted(ctx context.Context, s *numbe
 	}
 	fallbackURL, fallbackMethod, _ := desiredFallback(obj, saved)
 	update := takeoverUpdate(live, r.VoiceURL, fallbackURL, fallbackMethod)
-	r.statusCallbackUpdate(obj, live, saved, &update)
+	r.statusCallbackUpdate(obj, live, saved, earlier, &update)
 	r.smsUpdate(s.sms, live, saved, earlier, &update)
 	if err := r.updateRouting(ctx, s, false, update); err != nil {
 		return r.twilioResult(obj, err)
@@ -709,7 +706,7 @@ func (r *TwilioPhoneNumberReconciler) ensureRestored(ctx context.Context, s *num
 	// back: writing the original here would cut it off.
 	leftTo := ""
 	if live := s.live.Routing; live.TrunkSID == "" && live.VoiceApplicationSID == "" &&
-		otherInstallURL(live.VoiceURL, r.VoiceURL, append([]string{obj.Status.ConfiguredVoiceURL}, r.EarlierVoiceURLs...)) {
+		otherInstallURL(live.VoiceURL, r.VoiceURL, r.earlierVoiceURLs(obj)) {
 		leftTo = live.VoiceURL
 	} else if !matchesSaved(s.live.Routing, *saved) {
 		if err := r.updateRouting(ctx, s, true, restoreUpdate(*saved, s.live.Routing)); err != nil {
